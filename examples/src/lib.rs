@@ -1,0 +1,1 @@
+//! Shared helpers of the taskflow examples (none yet); the examples live in `examples/`.

@@ -1,0 +1,228 @@
+//! The embedded in-memory backend: the same contract as etcd, in one process, without persistence.
+
+use super::{
+    Backend, ClaimToken, Claimed, Commit, FeedEvent, Message, Session, Stored, TaskPage, TaskQuery, Transition,
+    WorkerSpec,
+};
+use crate::error::BackendError;
+use crate::model::Task;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::{mpsc, watch};
+
+/// An in-memory backend: tasks, messages and claims in a mutex, feeds as channels. Cheap to clone (shared state).
+#[derive(Clone)]
+pub struct MemoryBackend {
+    state: Arc<Mutex<State>>,
+    /// The latest revision, to wake `wait_change`.
+    revision: watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct State {
+    revision: u64,
+    tasks: HashMap<String, Stored<Task>>,
+    messages: HashMap<String, Message>,
+    /// Task id → (session, fence).
+    claims: HashMap<String, (u64, u64)>,
+    sessions: HashMap<u64, SessionEntry>,
+    next_session: u64,
+}
+
+struct SessionEntry {
+    spec: WorkerSpec,
+    feed: mpsc::UnboundedSender<FeedEvent>,
+}
+
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryBackend {
+    /// An empty backend.
+    pub fn new() -> Self {
+        Self { state: Arc::default(), revision: watch::Sender::new(0) }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn bump(&self, state: &mut State) -> u64 {
+        state.revision += 1;
+        self.revision.send_replace(state.revision);
+        state.revision
+    }
+}
+
+impl State {
+    fn send(&mut self, route_of: &Message, event: &FeedEvent) {
+        self.sessions.retain(|_, session| {
+            if !session.spec.serves(&route_of.route) {
+                return true;
+            }
+            session.feed.send(event.clone()).is_ok()
+        });
+    }
+
+    /// Announces the task's message to the workers serving its route, if it is claimable.
+    fn announce(&mut self, task_id: &str) {
+        if self.claims.contains_key(task_id) {
+            return;
+        }
+        if let Some(message) = self.messages.get(task_id).cloned() {
+            self.send(&message, &FeedEvent::Upsert(message.clone()));
+        }
+    }
+
+    fn release_claims_of(&mut self, session: u64) {
+        let released: Vec<String> =
+            self.claims.iter().filter(|(_, (owner, _))| *owner == session).map(|(task, _)| task.clone()).collect();
+        for task_id in released {
+            self.claims.remove(&task_id);
+            self.announce(&task_id);
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for MemoryBackend {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn create(&self, task: &Task) -> Result<u64, BackendError> {
+        let mut state = self.state();
+        if state.tasks.contains_key(&task.task_id) {
+            return Err(BackendError::AlreadyExists(task.task_id.clone()));
+        }
+        let revision = self.bump(&mut state);
+        state.tasks.insert(task.task_id.clone(), Stored { value: task.clone(), revision });
+        if let Some(message) = Message::of(task) {
+            state.messages.insert(task.task_id.clone(), message);
+            state.announce(&task.task_id);
+        }
+        Ok(revision)
+    }
+
+    async fn get(&self, task_id: &str) -> Result<Option<Stored<Task>>, BackendError> {
+        Ok(self.state().tasks.get(task_id).cloned())
+    }
+
+    async fn list(&self, query: &TaskQuery) -> Result<TaskPage, BackendError> {
+        let tasks: Vec<Task> = self.state().tasks.values().map(|s| s.value.clone()).collect();
+        Ok(query.apply(tasks))
+    }
+
+    async fn commit(&self, t: Transition) -> Result<Commit, BackendError> {
+        let mut state = self.state();
+        let task_id = t.task.task_id.clone();
+        let current = state.tasks.get(&task_id).map(|s| s.revision);
+        if current != Some(t.expected_revision) {
+            return Ok(Commit::Conflict);
+        }
+        if let Some(token) = &t.claim {
+            if state.claims.get(&task_id).map(|(_, fence)| *fence) != Some(token.fence) {
+                return Ok(Commit::Conflict);
+            }
+        }
+        let revision = self.bump(&mut state);
+        let next = Message::of(&t.task);
+        state.tasks.insert(task_id.clone(), Stored { value: t.task, revision });
+        let old = state.messages.remove(&task_id);
+        if let Some(old) = old.as_ref().or(t.previous.as_ref()) {
+            if next.as_ref() != Some(old) {
+                let old = old.clone();
+                state.send(&old, &FeedEvent::Remove { task_id: task_id.clone() });
+            }
+        }
+        if let Some(next) = next {
+            state.messages.insert(task_id.clone(), next);
+        }
+        if t.release_claim {
+            state.claims.remove(&task_id);
+        }
+        state.announce(&task_id);
+        if t.cancel {
+            let event = FeedEvent::Cancel { task_id };
+            state.sessions.retain(|_, session| session.feed.send(event.clone()).is_ok());
+        }
+        Ok(Commit::Applied { revision })
+    }
+
+    async fn wait_change(&self, task_id: &str, after: u64) -> Result<Option<Stored<Task>>, BackendError> {
+        let mut revisions = self.revision.subscribe();
+        loop {
+            match self.state().tasks.get(task_id) {
+                None => return Ok(None),
+                Some(stored) if stored.revision > after => return Ok(Some(stored.clone())),
+                Some(_) => {}
+            }
+            if revisions.changed().await.is_err() {
+                return Err(BackendError::Other("memory backend dropped".to_owned()));
+            }
+        }
+    }
+
+    async fn open_session(
+        &self,
+        spec: WorkerSpec,
+    ) -> Result<(Arc<dyn Session>, mpsc::UnboundedReceiver<FeedEvent>), BackendError> {
+        let (feed, rx) = mpsc::unbounded_channel();
+        let mut state = self.state();
+        state.next_session += 1;
+        let id = state.next_session;
+        let snapshot: Vec<Message> = state
+            .messages
+            .values()
+            .filter(|m| spec.serves(&m.route) && !state.claims.contains_key(&m.task_id))
+            .cloned()
+            .collect();
+        let _ = feed.send(FeedEvent::Snapshot(snapshot));
+        state.sessions.insert(id, SessionEntry { spec, feed });
+        Ok((Arc::new(MemorySession { backend: self.clone(), id }), rx))
+    }
+}
+
+/// A worker session on the memory backend.
+struct MemorySession {
+    backend: MemoryBackend,
+    id: u64,
+}
+
+#[async_trait::async_trait]
+impl Session for MemorySession {
+    async fn claim(&self, message: &Message) -> Result<Option<Claimed>, BackendError> {
+        let mut state = self.backend.state();
+        if !state.sessions.contains_key(&self.id) {
+            return Err(BackendError::SessionClosed("session closed".to_owned()));
+        }
+        if state.claims.contains_key(&message.task_id) || state.messages.get(&message.task_id) != Some(message) {
+            return Ok(None);
+        }
+        let Some(stored) = state.tasks.get(&message.task_id).cloned() else {
+            return Ok(None);
+        };
+        let fence = self.backend.bump(&mut state);
+        state.claims.insert(message.task_id.clone(), (self.id, fence));
+        Ok(Some(Claimed { token: ClaimToken { task_id: message.task_id.clone(), fence }, task: Ok(stored) }))
+    }
+
+    async fn release(&self, token: &ClaimToken) -> Result<(), BackendError> {
+        let mut state = self.backend.state();
+        if state.claims.get(&token.task_id) == Some(&(self.id, token.fence)) {
+            state.claims.remove(&token.task_id);
+            state.announce(&token.task_id);
+        }
+        Ok(())
+    }
+
+    async fn close(&self) -> Result<(), BackendError> {
+        let mut state = self.backend.state();
+        state.sessions.remove(&self.id);
+        state.release_claims_of(self.id);
+        Ok(())
+    }
+}

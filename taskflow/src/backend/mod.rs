@@ -1,0 +1,280 @@
+//! The backend contract: how the engine stores tasks, announces work to workers and commits state transitions.
+//!
+//! A backend stores, per task, one **document** (the [`Task`]) with a **revision**, and at most one **message**: the
+//! work the task waits for (its current step, or its callback once it ended), derived from the document by
+//! [`Message::of`]. Workers open a [`Session`] (a liveness lease), learn of messages on the routes they serve through
+//! a feed of [`FeedEvent`]s, **claim** a message (exclusive, held by the session), run it, and **commit** a
+//! [`Transition`]: the new document, guarded by the revision they read and by their claim, which atomically replaces
+//! the task's message. See `ARCHITECTURE.md` for the full contract.
+
+pub mod memory;
+#[cfg(feature = "etcd")]
+pub mod etcd;
+
+mod query;
+
+pub use query::{SortField, TaskPage, TaskQuery};
+
+use crate::error::BackendError;
+use crate::model::{Route, StepStatus, Task};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// A value with the revision it was stored at. Revisions grow with every change of the value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored<T> {
+    /// The value.
+    pub value: T,
+    /// Its revision (the guard of the next transition).
+    pub revision: u64,
+}
+
+/// What a message asks a worker to do.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum Work {
+    /// Run the step `step` with the executor `executor`.
+    Step {
+        /// Step name.
+        step: String,
+        /// Executor name.
+        executor: String,
+    },
+    /// Run the callback `callback` of an ended task.
+    Callback {
+        /// Callback name.
+        callback: String,
+    },
+}
+
+/// The work a task waits for, announced to the workers serving its route.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    /// The task.
+    pub task_id: String,
+    /// What to do.
+    pub work: Work,
+    /// Who may do it.
+    pub route: Route,
+    /// Not before this time (a delay or a retry back-off).
+    pub due: DateTime<Utc>,
+    /// The task deadline: at this time any worker serving the route may claim the message to time the task out, even
+    /// one that cannot run the work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<DateTime<Utc>>,
+}
+
+impl Message {
+    /// The message a task document implies: its current step while it runs, its callback once it ended and the
+    /// callback has not run, otherwise none. Deterministic, so that a backend can replace the message a transition
+    /// consumed by the one it produces.
+    pub fn of(task: &Task) -> Option<Message> {
+        if task.is_terminal() {
+            if task.callback_name.is_empty() || task.callback_result.is_some() {
+                return None;
+            }
+            let route = task
+                .node
+                .clone()
+                .map(Route::Node)
+                .or_else(|| task.queue.clone().map(Route::Queue))
+                .unwrap_or_else(Route::default_queue);
+            return Some(Message {
+                task_id: task.task_id.clone(),
+                work: Work::Callback { callback: task.callback_name.clone() },
+                route,
+                due: DateTime::<Utc>::UNIX_EPOCH,
+                deadline: None,
+            });
+        }
+        let step = task.step(&task.current_step)?;
+        if matches!(step.status, StepStatus::Success) || (step.status == StepStatus::Failure && step.skipped) {
+            return None;
+        }
+        Some(Message {
+            task_id: task.task_id.clone(),
+            work: Work::Step { step: step.name.clone(), executor: step.executor.clone() },
+            route: task.route_of(step),
+            due: step.due_at.unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+            deadline: task.deadline(),
+        })
+    }
+
+    /// When a worker should look at the message: its due time, or the task deadline if earlier.
+    pub fn wake_at(&self) -> DateTime<Utc> {
+        match self.deadline {
+            Some(deadline) if deadline < self.due => deadline,
+            _ => self.due,
+        }
+    }
+}
+
+/// Proof that a session holds the claim of a task's message. `fence` grows with every new claim of the task, so a
+/// stale holder can be told apart from the current one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClaimToken {
+    /// The task.
+    pub task_id: String,
+    /// The fencing token (etcd: the claim key's create revision).
+    pub fence: u64,
+}
+
+/// A claimed message with the task document as it was when claimed.
+#[derive(Debug)]
+pub struct Claimed {
+    /// The claim.
+    pub token: ClaimToken,
+    /// The task, or why its document cannot be read.
+    pub task: Result<Stored<Task>, CorruptTask>,
+}
+
+/// A stored task document that does not parse.
+#[derive(Debug, Clone)]
+pub struct CorruptTask {
+    /// The document's revision.
+    pub revision: u64,
+    /// The raw document (kept in the failed task's message so nothing is lost).
+    pub raw: String,
+    /// The parse error.
+    pub error: String,
+}
+
+/// One atomic state change of a task.
+///
+/// Applied only if the task is still at `expected_revision` and, when `claim` is set, the claim is still held by that
+/// token. It stores `task`, deletes the message `previous` and stores [`Message::of`] the new document (one write if
+/// they share a key), optionally releases the claim, and optionally signals cancellation to whoever runs the task.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    /// The new document.
+    pub task: Task,
+    /// The revision the new document was derived from.
+    pub expected_revision: u64,
+    /// The message of the document at `expected_revision` (`Message::of` it).
+    pub previous: Option<Message>,
+    /// Guard: the claim under which a worker commits (`None` for client operations such as cancel and retry).
+    pub claim: Option<ClaimToken>,
+    /// Release the claim with the commit (otherwise the worker keeps it and continues with the next message).
+    pub release_claim: bool,
+    /// Tell the worker running this task to stop its step (cancel, timeout).
+    pub cancel: bool,
+}
+
+/// The result of a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    /// Stored at this revision.
+    Applied {
+        /// The new revision.
+        revision: u64,
+    },
+    /// The revision moved or the claim was lost: nothing was written.
+    Conflict,
+}
+
+/// Who a worker is and what it can do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerSpec {
+    /// Unique id of the worker (session).
+    pub worker_id: String,
+    /// The node name (steps pinned to this node run here).
+    pub node: String,
+    /// The queues served.
+    pub queues: Vec<String>,
+    /// The executors this worker can run.
+    pub executors: Vec<String>,
+    /// The callbacks this worker can run.
+    pub callbacks: Vec<String>,
+}
+
+impl WorkerSpec {
+    /// The routes this worker serves: its queues and its node.
+    pub fn routes(&self) -> Vec<Route> {
+        let mut routes: Vec<Route> = self.queues.iter().cloned().map(Route::Queue).collect();
+        routes.push(Route::Node(self.node.clone()));
+        routes
+    }
+
+    /// Whether this worker serves the route.
+    pub fn serves(&self, route: &Route) -> bool {
+        match route {
+            Route::Queue(q) => self.queues.iter().any(|mine| mine == q),
+            Route::Node(n) => &self.node == n,
+        }
+    }
+
+    /// Whether this worker can do the work.
+    pub fn can_run(&self, work: &Work) -> bool {
+        match work {
+            Work::Step { executor, .. } => self.executors.iter().any(|e| e == executor),
+            Work::Callback { callback } => self.callbacks.iter().any(|c| c == callback),
+        }
+    }
+}
+
+/// What a worker's feed tells it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeedEvent {
+    /// Every message on the worker's routes, replacing what it knew (sent first, and after a resync).
+    Snapshot(Vec<Message>),
+    /// A message appeared, changed, or became claimable again (its claim was released).
+    Upsert(Message),
+    /// The task's message is gone (consumed, cancelled, or routed elsewhere).
+    Remove {
+        /// The task.
+        task_id: String,
+    },
+    /// Stop the step of this task if it runs here.
+    Cancel {
+        /// The task.
+        task_id: String,
+    },
+    /// The session is gone (lease lost): every claim is void.
+    Lost(String),
+}
+
+/// A backend: storage of task documents, messages, claims and cancellation signals.
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// A short name for logs (`memory`, `etcd`).
+    fn name(&self) -> &'static str;
+
+    /// Stores a new task and its first message. Fails with [`BackendError::AlreadyExists`] if the id is taken and
+    /// [`BackendError::TooLarge`] if the document exceeds the backend's limit.
+    async fn create(&self, task: &Task) -> Result<u64, BackendError>;
+
+    /// Reads a task.
+    async fn get(&self, task_id: &str) -> Result<Option<Stored<Task>>, BackendError>;
+
+    /// Lists tasks matching a query, with the total count of matches.
+    async fn list(&self, query: &TaskQuery) -> Result<TaskPage, BackendError>;
+
+    /// Applies a transition atomically (see [`Transition`]).
+    async fn commit(&self, transition: Transition) -> Result<Commit, BackendError>;
+
+    /// Waits until the task's revision is greater than `after` and returns it (`None` if the task was deleted).
+    async fn wait_change(&self, task_id: &str, after: u64) -> Result<Option<Stored<Task>>, BackendError>;
+
+    /// Opens a worker session and its feed. The feed starts with a [`FeedEvent::Snapshot`].
+    async fn open_session(
+        &self,
+        spec: WorkerSpec,
+    ) -> Result<(Arc<dyn Session>, mpsc::UnboundedReceiver<FeedEvent>), BackendError>;
+}
+
+/// A worker's session: its liveness, and the claims it holds.
+#[async_trait::async_trait]
+pub trait Session: Send + Sync {
+    /// Claims a task's message. `None` if another session holds it, or the message changed or vanished.
+    async fn claim(&self, message: &Message) -> Result<Option<Claimed>, BackendError>;
+
+    /// Releases a claim without committing (the message becomes claimable again).
+    async fn release(&self, token: &ClaimToken) -> Result<(), BackendError>;
+
+    /// Ends the session: releases every claim and closes the feed.
+    async fn close(&self) -> Result<(), BackendError>;
+}

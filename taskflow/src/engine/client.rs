@@ -1,0 +1,163 @@
+//! The client API of the engine: dispatch, get, list, wait, retry, cancel.
+
+use super::{machine, Engine, RetryRequest};
+use crate::backend::{Commit, Message, Stored, TaskPage, TaskQuery, Transition};
+use crate::error::{BackendError, Error, Result};
+use crate::model::{Task, TaskStatus};
+use chrono::Utc;
+use std::time::Duration;
+
+impl Engine {
+    /// Validates and stores a task and queues its first step; returns the task id.
+    ///
+    /// Rejected (nothing stored) when the task breaks a rule, names an executor or callback this engine does not
+    /// know, has a param template that does not parse, or is larger than the backend accepts.
+    pub async fn dispatch(&self, mut task: Task) -> Result<String> {
+        task.validate()?;
+        self.check_references(&task)?;
+        let now = Utc::now();
+        task.status = TaskStatus::Initializing;
+        task.created_at.get_or_insert(now);
+        task.last_update = Some(now);
+        if task.current_step.is_empty() {
+            task.current_step = task.steps[0].name.clone();
+        }
+        if let Some(first) = task.step_mut(&task.current_step.clone()) {
+            first.due_at = machine::due_time(first, now);
+        }
+        self.inner.backend.create(&task).await.map_err(|e| match e {
+            BackendError::TooLarge { size, limit } => Error::TooLarge { task_id: task.task_id.clone(), size, limit },
+            other => Error::Backend(other),
+        })?;
+        tracing::debug!(task_id = %task.task_id, task_type = %task.task_type, "task dispatched");
+        metrics::counter!("taskflow_task_dispatched_total", "task_type" => task.task_type.clone()).increment(1);
+        Ok(task.task_id)
+    }
+
+    /// Rejects executors and callbacks nobody registered, and templates that do not parse.
+    fn check_references(&self, task: &Task) -> Result<()> {
+        let registry = &self.inner.registry;
+        let mut problems = Vec::new();
+        for step in &task.steps {
+            if registry.step(&step.executor).is_none() {
+                problems.push(format!("step `{}` runs executor `{}`, which is not registered", step.name, step.executor));
+            }
+            for (key, template) in &step.params {
+                if let Err(e) = self.inner.renderer.check_syntax(template) {
+                    problems.push(format!("step `{}`: param `{key}`: template error: {e}", step.name));
+                }
+            }
+        }
+        if !task.callback_name.is_empty() && registry.callback(&task.callback_name).is_none() {
+            problems.push(format!("callback `{}` is not registered", task.callback_name));
+        }
+        if problems.is_empty() { Ok(()) } else { Err(Error::InvalidTask(problems.join("; "))) }
+    }
+
+    /// Reads a task.
+    pub async fn get(&self, task_id: &str) -> Result<Task> {
+        Ok(self.stored(task_id).await?.value)
+    }
+
+    async fn stored(&self, task_id: &str) -> Result<Stored<Task>> {
+        self.inner.backend.get(task_id).await?.ok_or_else(|| Error::NotFound(task_id.to_owned()))
+    }
+
+    /// Lists tasks: filters, sort, page, and the total count of matches.
+    pub async fn list(&self, query: &TaskQuery) -> Result<TaskPage> {
+        Ok(self.inner.backend.list(query).await?)
+    }
+
+    /// Waits until the task has ended and its callback (if any) has run; returns the final task.
+    pub async fn wait(&self, task_id: &str) -> Result<Task> {
+        let mut stored = self.stored(task_id).await?;
+        loop {
+            if stored.value.is_terminal() && Message::of(&stored.value).is_none() {
+                return Ok(stored.value);
+            }
+            stored = self
+                .inner
+                .backend
+                .wait_change(task_id, stored.revision)
+                .await?
+                .ok_or_else(|| Error::NotFound(task_id.to_owned()))?;
+        }
+    }
+
+    /// [`wait`](Self::wait) with a limit.
+    pub async fn wait_timeout(&self, task_id: &str, limit: Duration) -> Result<Task> {
+        tokio::time::timeout(limit, self.wait(task_id)).await.map_err(|_| Error::WaitTimeout(task_id.to_owned()))?
+    }
+
+    /// Calls `on_change` with every committed state of the task until it has ended (and its callback ran).
+    pub async fn watch(&self, task_id: &str, mut on_change: impl FnMut(&Task)) -> Result<Task> {
+        let mut stored = self.stored(task_id).await?;
+        loop {
+            on_change(&stored.value);
+            if stored.value.is_terminal() && Message::of(&stored.value).is_none() {
+                return Ok(stored.value);
+            }
+            stored = self
+                .inner
+                .backend
+                .wait_change(task_id, stored.revision)
+                .await?
+                .ok_or_else(|| Error::NotFound(task_id.to_owned()))?;
+        }
+    }
+
+    /// Runs an ended (FAILURE, TIMEOUT, REVOKED; SUCCESS with `force`) task again from a step; see [`RetryRequest`].
+    pub async fn retry(&self, task_id: &str, request: RetryRequest) -> Result<Task> {
+        self.update(task_id, "retry", false, |task| machine::retry(task, &request, Utc::now())).await
+    }
+
+    /// Cancels a task: it becomes REVOKED at once, its queued work is dropped, and a step running anywhere is told to
+    /// stop and dropped after the grace period. Its callback runs once.
+    pub async fn cancel(&self, task_id: &str) -> Result<Task> {
+        self.cancel_by(task_id, "").await
+    }
+
+    /// [`cancel`](Self::cancel), recording who cancelled (`updater`).
+    pub async fn cancel_by(&self, task_id: &str, user: &str) -> Result<Task> {
+        self.update(task_id, "cancel", true, |task| {
+            if task.is_terminal() {
+                return Err("the task has already ended".to_owned());
+            }
+            machine::revoke(task, Utc::now(), user);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Read-modify-write of a task by a client, retried on conflicts with workers.
+    async fn update(
+        &self,
+        task_id: &str,
+        action: &'static str,
+        cancel: bool,
+        change: impl Fn(&mut Task) -> std::result::Result<(), String>,
+    ) -> Result<Task> {
+        loop {
+            let stored = self.stored(task_id).await?;
+            let mut task = stored.value.clone();
+            change(&mut task).map_err(|reason| Error::InvalidState {
+                action,
+                task_id: task_id.to_owned(),
+                status: stored.value.status,
+                reason,
+            })?;
+            let transition = Transition {
+                previous: Message::of(&stored.value),
+                task: task.clone(),
+                expected_revision: stored.revision,
+                claim: None,
+                release_claim: false,
+                cancel,
+            };
+            if let Commit::Applied { .. } = self.inner.backend.commit(transition).await? {
+                tracing::info!(task_id, action, "task updated");
+                return Ok(task);
+            }
+        }
+    }
+}

@@ -1,0 +1,623 @@
+//! Workers: claim the messages of the routes they serve, run steps and callbacks, commit transitions.
+//!
+//! A worker is a scheduler loop (feed events in, due messages out) plus one tokio task per claimed message. A claimed
+//! task is driven step after step by the same tokio task while the next step is due at once and runnable here (its
+//! claim is kept, and the next step is marked started in the same commit that records the previous one).
+
+use super::machine::{self, Outcome, Plan};
+use super::Engine;
+use crate::backend::{
+    Claimed, ClaimToken, Commit, CorruptTask, FeedEvent, Message, Session, Stored, Transition, Work, WorkerSpec,
+};
+use crate::callback::TaskOutcome;
+use crate::context::StepContext;
+use crate::error::{BackendError, Result};
+use crate::model::{Task, TaskInfo, TaskOptions, TaskStatus};
+use crate::time::until;
+use chrono::{DateTime, Utc};
+use futures::FutureExt;
+use std::collections::{BTreeSet, HashMap};
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+/// Configures and starts a [`Worker`].
+pub struct WorkerBuilder {
+    engine: Engine,
+    node: String,
+    queues: Vec<String>,
+    concurrency: usize,
+    executors: Option<Vec<String>>,
+    callbacks: Option<Vec<String>>,
+    shutdown_grace: Duration,
+}
+
+impl WorkerBuilder {
+    pub(super) fn new(engine: Engine) -> Self {
+        Self {
+            engine,
+            node: std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "local".to_owned()),
+            queues: vec![crate::model::Route::DEFAULT_QUEUE.to_owned()],
+            concurrency: 64,
+            executors: None,
+            callbacks: None,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+
+    /// The node name: steps pinned to this node run here (default: `$HOSTNAME`, else `local`).
+    pub fn node(mut self, node: impl Into<String>) -> Self {
+        self.node = node.into();
+        self
+    }
+
+    /// The queues served (default: `default`).
+    pub fn queues<S: Into<String>>(mut self, queues: impl IntoIterator<Item = S>) -> Self {
+        self.queues = queues.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// How many steps and callbacks run at once (default 64).
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// Only run these executors (default: every registered step). Other steps wait for a capable worker.
+    pub fn executors<S: Into<String>>(mut self, executors: impl IntoIterator<Item = S>) -> Self {
+        self.executors = Some(executors.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Only run these callbacks (default: every registered callback).
+    pub fn callbacks<S: Into<String>>(mut self, callbacks: impl IntoIterator<Item = S>) -> Self {
+        self.callbacks = Some(callbacks.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// How long [`Worker::shutdown`] lets running steps finish before dropping them (default 10 s).
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// Opens a session on the backend and starts serving.
+    pub async fn start(self) -> Result<Worker> {
+        let registry = &self.engine.inner.registry;
+        let spec = WorkerSpec {
+            worker_id: format!("{}-{}", self.node, uuid::Uuid::new_v4().simple()),
+            node: self.node,
+            queues: self.queues,
+            executors: self.executors.unwrap_or_else(|| registry.step_names().map(str::to_owned).collect()),
+            callbacks: self.callbacks.unwrap_or_else(|| registry.callback_names().map(str::to_owned).collect()),
+        };
+        let (session, feed) = self.engine.inner.backend.open_session(spec.clone()).await?;
+        let (retry_tx, retry_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            engine: self.engine,
+            spec,
+            session,
+            running: Mutex::default(),
+            stopping: CancellationToken::new(),
+            abort: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            permits: Arc::new(Semaphore::new(self.concurrency)),
+            retry_tx,
+        });
+        tracing::info!(worker = %shared.spec.worker_id, node = %shared.spec.node, queues = ?shared.spec.queues,
+            "worker started");
+        let scheduler = tokio::spawn(schedule(Arc::clone(&shared), feed, retry_rx));
+        Ok(Worker { shared, scheduler, grace: self.shutdown_grace })
+    }
+}
+
+/// A running worker. Stop it with [`shutdown`](Self::shutdown); dropping it without shutdown aborts nothing but
+/// leaves it running until the runtime ends.
+pub struct Worker {
+    shared: Arc<Shared>,
+    scheduler: tokio::task::JoinHandle<()>,
+    grace: Duration,
+}
+
+impl Worker {
+    /// The worker's identity and capabilities.
+    pub fn spec(&self) -> &WorkerSpec {
+        &self.shared.spec
+    }
+
+    /// Steps and callbacks running now.
+    pub fn running(&self) -> usize {
+        self.shared.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+
+    /// Stops claiming, lets running steps finish within the grace period, then drops the rest and releases their
+    /// claims (their messages go to other workers), and closes the session.
+    pub async fn shutdown(self) {
+        let grace = self.grace;
+        self.shutdown_within(grace).await;
+    }
+
+    /// [`shutdown`](Self::shutdown) with an explicit grace period.
+    pub async fn shutdown_within(self, grace: Duration) {
+        let shared = self.shared;
+        shared.stopping.cancel();
+        let _ = self.scheduler.await;
+        shared.tracker.close();
+        if tokio::time::timeout(grace, shared.tracker.wait()).await.is_err() {
+            tracing::warn!(worker = %shared.spec.worker_id, "grace period over: dropping running steps");
+            shared.abort.cancel();
+            shared.tracker.wait().await;
+        }
+        if let Err(e) = shared.session.close().await {
+            tracing::warn!(worker = %shared.spec.worker_id, error = %e, "closing the session failed");
+        }
+        tracing::info!(worker = %shared.spec.worker_id, "worker stopped");
+    }
+}
+
+struct Shared {
+    engine: Engine,
+    spec: WorkerSpec,
+    session: Arc<dyn Session>,
+    /// Cancellation tokens of the steps running here, by task id.
+    running: Mutex<HashMap<String, CancellationToken>>,
+    /// Set by shutdown: claim nothing more, continue no chain.
+    stopping: CancellationToken,
+    /// Set when the grace period is over: drop running steps.
+    abort: CancellationToken,
+    tracker: TaskTracker,
+    permits: Arc<Semaphore>,
+    /// Messages to look at again later (a claim failed on a backend error).
+    retry_tx: mpsc::UnboundedSender<Message>,
+}
+
+impl Shared {
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
+        self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The messages a worker knows, ordered by when to look at them.
+#[derive(Default)]
+struct Pending {
+    by_task: HashMap<String, (DateTime<Utc>, Message)>,
+    order: BTreeSet<(DateTime<Utc>, String)>,
+}
+
+impl Pending {
+    /// Tracks a message: at its due time if this worker can run it, at the task deadline (to time it out) otherwise.
+    fn upsert(&mut self, spec: &WorkerSpec, message: Message) {
+        self.remove(&message.task_id);
+        if !spec.serves(&message.route) {
+            return;
+        }
+        let wake = if spec.can_run(&message.work) { Some(message.wake_at()) } else { message.deadline };
+        if let Some(wake) = wake {
+            self.order.insert((wake, message.task_id.clone()));
+            self.by_task.insert(message.task_id.clone(), (wake, message));
+        }
+    }
+
+    fn remove(&mut self, task_id: &str) {
+        if let Some((wake, _)) = self.by_task.remove(task_id) {
+            self.order.remove(&(wake, task_id.to_owned()));
+        }
+    }
+
+    fn next_wake(&self) -> Option<DateTime<Utc>> {
+        self.order.first().map(|(wake, _)| *wake)
+    }
+
+    fn pop_due(&mut self, now: DateTime<Utc>) -> Option<Message> {
+        let (wake, task_id) = self.order.first()?.clone();
+        if wake > now {
+            return None;
+        }
+        self.order.remove(&(wake, task_id.clone()));
+        self.by_task.remove(&task_id).map(|(_, message)| message)
+    }
+}
+
+/// The scheduler loop: applies feed events and starts a tokio task per due message, within the concurrency limit.
+async fn schedule(shared: Arc<Shared>, mut feed: mpsc::UnboundedReceiver<FeedEvent>, mut retry_rx: mpsc::UnboundedReceiver<Message>) {
+    let mut pending = Pending::default();
+    loop {
+        let mut blocked = false;
+        while pending.next_wake().is_some_and(|wake| wake <= Utc::now()) {
+            match Arc::clone(&shared.permits).try_acquire_owned() {
+                Ok(permit) => {
+                    if let Some(message) = pending.pop_due(Utc::now()) {
+                        launch(&shared, message, permit);
+                    }
+                }
+                Err(_) => {
+                    blocked = true;
+                    break;
+                }
+            }
+        }
+        let sleep = pending.next_wake().map(until);
+        tokio::select! {
+            biased;
+            () = shared.stopping.cancelled() => break,
+            event = feed.recv() => match event {
+                Some(event) => apply(&shared, &mut pending, event),
+                None => {
+                    tracing::warn!(worker = %shared.spec.worker_id, "feed closed");
+                    break;
+                }
+            },
+            Some(message) = retry_rx.recv() => {
+                let mut message = message;
+                message.due = message.due.max(Utc::now() + chrono::Duration::seconds(1));
+                pending.upsert(&shared.spec, message);
+            }
+            permit = Arc::clone(&shared.permits).acquire_owned(), if blocked => {
+                if let (Ok(permit), Some(message)) = (permit, pending.pop_due(Utc::now())) {
+                    launch(&shared, message, permit);
+                }
+            }
+            () = tokio::time::sleep(sleep.unwrap_or(Duration::ZERO)), if sleep.is_some() && !blocked => {}
+        }
+    }
+}
+
+fn apply(shared: &Shared, pending: &mut Pending, event: FeedEvent) {
+    match event {
+        FeedEvent::Snapshot(messages) => {
+            *pending = Pending::default();
+            for message in messages {
+                pending.upsert(&shared.spec, message);
+            }
+        }
+        FeedEvent::Upsert(message) => pending.upsert(&shared.spec, message),
+        FeedEvent::Remove { task_id } => pending.remove(&task_id),
+        FeedEvent::Cancel { task_id } => {
+            if let Some(token) = shared.running().get(&task_id) {
+                tracing::info!(task_id, "cancel received: stopping the step");
+                token.cancel();
+            }
+        }
+        FeedEvent::Lost(reason) => {
+            tracing::error!(worker = %shared.spec.worker_id, reason, "session lost: stopping every running step");
+            for token in shared.running().values() {
+                token.cancel();
+            }
+        }
+    }
+}
+
+fn launch(shared: &Arc<Shared>, message: Message, permit: OwnedSemaphorePermit) {
+    let shared = Arc::clone(shared);
+    let span = tracing::info_span!("task", task_id = %message.task_id);
+    shared.tracker.clone().spawn(
+        async move {
+            let claimed = match shared.session.claim(&message).await {
+                Ok(Some(claimed)) => claimed,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claim failed; will look again");
+                    let _ = shared.retry_tx.send(message);
+                    return;
+                }
+            };
+            Driver::start(shared, message, claimed).await;
+            drop(permit);
+        }
+        .instrument(span),
+    );
+}
+
+/// Why a step attempt did not produce an outcome.
+enum Interrupt {
+    /// A user cancelled the task (already REVOKED in storage).
+    Cancelled,
+    /// The task deadline passed.
+    TaskTimeout,
+    /// The worker shuts down.
+    Shutdown,
+}
+
+/// Drives one claimed task through as many steps as it can run here in a row.
+struct Driver {
+    shared: Arc<Shared>,
+    token: ClaimToken,
+    stored: Stored<Task>,
+    message: Message,
+    /// Whether the claim is still held.
+    holding: bool,
+    /// Whether the current step was already marked started by the previous commit.
+    started: bool,
+}
+
+impl Driver {
+    async fn start(shared: Arc<Shared>, message: Message, claimed: Claimed) {
+        let stored = match claimed.task {
+            Ok(stored) => stored,
+            Err(corrupt) => return fail_corrupt(&shared, &message, &claimed.token, corrupt).await,
+        };
+        let mut driver = Driver { shared, token: claimed.token, stored, message, holding: true, started: false };
+        driver.drive().await;
+    }
+
+    async fn drive(&mut self) {
+        loop {
+            let next = match self.message.work.clone() {
+                Work::Step { step, .. } => self.step(&step).await,
+                Work::Callback { .. } => self.callback().await,
+            };
+            match next {
+                Some(message) => self.message = message,
+                None => break,
+            }
+        }
+        if self.holding {
+            if let Err(e) = self.shared.session.release(&self.token).await {
+                tracing::warn!(error = %e, "releasing the claim failed (it expires with the session)");
+            }
+        }
+    }
+
+    /// Runs (or times out, or skips) the claimed step; returns the next message to handle here.
+    async fn step(&mut self, name: &str) -> Option<Message> {
+        let can_run = self.shared.spec.can_run(&self.message.work);
+        match machine::plan(&self.stored.value, name, Utc::now(), can_run) {
+            Plan::Release => None,
+            Plan::Commit(task) => self.commit_and_continue(*task, false).await,
+            Plan::Run(index) => {
+                let token = CancellationToken::new();
+                self.shared.running().insert(self.stored.value.task_id.clone(), token.clone());
+                let next = self.run_step(index, token).await;
+                self.shared.running().remove(&self.stored.value.task_id);
+                next
+            }
+        }
+    }
+
+    async fn run_step(&mut self, index: usize, cancel: CancellationToken) -> Option<Message> {
+        if !self.started {
+            let mut started = self.stored.value.clone();
+            machine::start_step(&mut started, index, Utc::now());
+            if !self.commit(started, false, false).await {
+                return None;
+            }
+        }
+        self.started = false;
+        let task = self.stored.value.clone();
+        let step = &task.steps[index];
+        let span = tracing::info_span!("step", step = %step.name, executor = %step.executor, attempt = step.attempt);
+        let began = Instant::now();
+        let labels = [("task_type", task.task_type.clone()), ("executor", step.executor.clone())];
+        metrics::gauge!("taskflow_step_running", &labels).increment(1.0);
+        let result = self.attempt(&task, index, cancel).instrument(span).await;
+        metrics::gauge!("taskflow_step_running", &labels).decrement(1.0);
+        let status = match &result {
+            Ok(Outcome::Success(..)) => "SUCCESS",
+            Ok(Outcome::Failure { .. }) => "FAILURE",
+            Err(Interrupt::Cancelled) => "REVOKED",
+            Err(Interrupt::TaskTimeout) => "TIMEOUT",
+            Err(Interrupt::Shutdown) => "INTERRUPTED",
+        };
+        metrics::counter!("taskflow_step_execute_total", "task_type" => labels[0].1.clone(),
+            "executor" => labels[1].1.clone(), "status" => status).increment(1);
+        metrics::histogram!("taskflow_step_execute_duration_seconds", "task_type" => labels[0].1.clone(),
+            "executor" => labels[1].1.clone(), "status" => status).record(began.elapsed().as_secs_f64());
+        let mut task = task;
+        match result {
+            Ok(outcome) => {
+                if let Outcome::Failure { error, .. } = &outcome {
+                    tracing::warn!(step = %task.steps[index].name, error, "step failed");
+                }
+                machine::finish_step(&mut task, index, outcome, Utc::now(), &self.shared.engine.inner.backoff);
+                self.commit_and_continue(task, false).await
+            }
+            Err(Interrupt::TaskTimeout) => {
+                machine::time_out(&mut task, Utc::now());
+                self.commit_and_continue(task, true).await
+            }
+            Err(Interrupt::Cancelled | Interrupt::Shutdown) => None,
+        }
+    }
+
+    /// Renders the params and runs the step future under its timeout, the task deadline, cancellation and shutdown.
+    async fn attempt(&self, task: &Task, index: usize, cancel: CancellationToken) -> Result<Outcome, Interrupt> {
+        let inner = &self.shared.engine.inner;
+        let step = &task.steps[index];
+        let params = match inner.renderer.render_params(task, step) {
+            Ok(params) => params,
+            Err(error) => return Ok(Outcome::Failure { error, retryable: false }),
+        };
+        let Some(executor) = inner.registry.step(&step.executor) else {
+            return Ok(Outcome::Failure { error: format!("executor `{}` is not registered", step.executor), retryable: false });
+        };
+        let ctx = StepContext::new(Arc::new(task.clone()), index, params, cancel.clone());
+        let future = AssertUnwindSafe(executor.run(&ctx)).catch_unwind();
+        tokio::pin!(future);
+        let step_timeout = (step.max_execution_seconds > 0)
+            .then(|| Duration::from_secs(u64::from(step.max_execution_seconds)));
+        let deadline = task.deadline().map(until);
+        let result = tokio::select! {
+            biased;
+            result = &mut future => result,
+            () = sleep_opt(step_timeout) => {
+                cancel.cancel();
+                return Ok(Outcome::Failure { error: "step exec timeout".to_owned(), retryable: true });
+            }
+            () = sleep_opt(deadline) => {
+                cancel.cancel();
+                return Err(Interrupt::TaskTimeout);
+            }
+            () = cancel.cancelled() => {
+                // Cancelled by a user (or the session was lost): a grace period to stop cleanly, then drop.
+                let _ = tokio::time::timeout(inner.cancel_grace, &mut future).await;
+                return Err(Interrupt::Cancelled);
+            }
+            () = self.shared.abort.cancelled() => {
+                cancel.cancel();
+                return Err(Interrupt::Shutdown);
+            }
+        };
+        Ok(match result {
+            Ok(Ok(output)) => Outcome::Success(output, ctx.take_writes()),
+            Ok(Err(error)) => Outcome::Failure { error: error.message().to_owned(), retryable: error.is_retryable() },
+            Err(panic) => Outcome::Failure { error: format!("panic: {}", panic_message(&panic)), retryable: false },
+        })
+    }
+
+    /// Runs the callback of an ended task and records its result.
+    async fn callback(&mut self) -> Option<Message> {
+        let task = self.stored.value.clone();
+        let pending = task.is_terminal() && !task.callback_name.is_empty() && task.callback_result.is_none();
+        if !pending {
+            return self.commit_and_continue(task, false).await;
+        }
+        let Some(callback) = self.shared.engine.inner.registry.callback(&task.callback_name) else {
+            return None;
+        };
+        let outcome = TaskOutcome {
+            status: task.status,
+            error: (task.status != TaskStatus::Success).then(|| task.message.clone()),
+            task: task.clone(),
+        };
+        let span = tracing::info_span!("callback", callback = %task.callback_name, status = %task.status);
+        let future = AssertUnwindSafe(callback.call(&outcome)).catch_unwind().instrument(span);
+        let result = tokio::select! {
+            result = future => match result {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(error)) => Err(error.message().to_owned()),
+                Err(panic) => Err(format!("panic: {}", panic_message(&panic))),
+            },
+            () = self.shared.abort.cancelled() => return None,
+        };
+        if let Err(error) = &result {
+            tracing::warn!(callback = %task.callback_name, error, "callback failed");
+        }
+        let mut done = task;
+        machine::record_callback(&mut done, result, Utc::now());
+        self.commit_and_continue(done, false).await
+    }
+
+    /// Commits a new document. If its next message can run here at once, keeps the claim (marking a next step
+    /// started in the same commit) and returns that message.
+    async fn commit_and_continue(&mut self, mut task: Task, cancel: bool) -> Option<Message> {
+        let now = Utc::now();
+        let next = Message::of(&task).filter(|m| self.can_continue(m, now));
+        let mut started = false;
+        if let Some(Message { work: Work::Step { step, .. }, .. }) = &next {
+            if let Plan::Run(index) = machine::plan(&task, step, now, true) {
+                machine::start_step(&mut task, index, now);
+                started = true;
+            }
+        }
+        if task.is_terminal() {
+            metrics::counter!("taskflow_task_finished_total", "task_type" => task.task_type.clone(),
+                "status" => task.status.as_str()).increment(1);
+        }
+        if !self.commit(task, next.is_none(), cancel).await {
+            return None;
+        }
+        self.started = started;
+        next.and_then(|_| Message::of(&self.stored.value))
+    }
+
+    fn can_continue(&self, message: &Message, now: DateTime<Utc>) -> bool {
+        !self.shared.stopping.is_cancelled()
+            && self.shared.spec.serves(&message.route)
+            && self.shared.spec.can_run(&message.work)
+            && message.wake_at() <= now
+    }
+
+    /// Commits a transition under the claim, retrying while the backend is unavailable. `false` if it was rejected
+    /// (the task changed or the claim was lost) or could not be stored.
+    async fn commit(&mut self, task: Task, release: bool, cancel: bool) -> bool {
+        let transition = Transition {
+            previous: Some(self.message.clone()),
+            task: task.clone(),
+            expected_revision: self.stored.revision,
+            claim: Some(self.token.clone()),
+            release_claim: release,
+            cancel,
+        };
+        match commit_with_retry(&self.shared, transition).await {
+            Some(Commit::Applied { revision }) => {
+                self.stored = Stored { value: task, revision };
+                if release {
+                    self.holding = false;
+                }
+                true
+            }
+            Some(Commit::Conflict) => {
+                tracing::info!("commit rejected: the task changed or the claim was lost; stopping");
+                false
+            }
+            None => false,
+        }
+    }
+}
+
+/// Commits, retrying with back-off while the backend is unavailable (up to about a minute, or until shutdown).
+async fn commit_with_retry(shared: &Shared, transition: Transition) -> Option<Commit> {
+    let mut delay = Duration::from_millis(50);
+    for _ in 0..12 {
+        match shared.engine.inner.backend.commit(transition.clone()).await {
+            Ok(commit) => return Some(commit),
+            Err(BackendError::SessionClosed(reason)) => {
+                tracing::warn!(reason, "session closed: giving the message back");
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "commit failed; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = shared.abort.cancelled() => return None,
+                }
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+    tracing::error!(task_id = %transition.task.task_id, "commit failed for good; the message will be redelivered");
+    None
+}
+
+/// A stored document that does not parse: fail the task with a message that keeps the raw document.
+async fn fail_corrupt(shared: &Shared, message: &Message, token: &ClaimToken, corrupt: CorruptTask) {
+    tracing::error!(task_id = %message.task_id, error = %corrupt.error, "corrupt task document");
+    let now = Utc::now();
+    let mut task = Task::new(TaskInfo { task_name: "<corrupt document>".to_owned(), ..TaskInfo::default() }, TaskOptions::default());
+    task.task_id = message.task_id.clone();
+    task.status = TaskStatus::Failure;
+    task.message = format!("task document is corrupt: {}; raw document: {}", corrupt.error, corrupt.raw);
+    task.end = Some(now);
+    let transition = Transition {
+        previous: Some(message.clone()),
+        task,
+        expected_revision: corrupt.revision,
+        claim: Some(token.clone()),
+        release_claim: true,
+        cancel: false,
+    };
+    if !matches!(commit_with_retry(shared, transition).await, Some(Commit::Applied { .. })) {
+        let _ = shared.session.release(token).await;
+    }
+}
+
+async fn sleep_opt(duration: Option<Duration>) {
+    match duration {
+        Some(duration) => tokio::time::sleep(duration).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a non-string panic payload".to_owned()
+    }
+}

@@ -1,0 +1,110 @@
+//! Steps: the [`StepMgr`] trait (what a `#[step]` generates, or what a plugin implements by hand) and [`StepError`].
+
+use crate::context::StepContext;
+use crate::model::{Step, StepOptions};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A registered step executor: builds [`Step`]s and does their work.
+///
+/// `#[step]` implements it for an `async fn`; hand-written implementations use [`macro@crate::async_trait`]:
+///
+/// ```
+/// use taskflow::{async_trait, StepContext, StepError, StepMgr};
+/// use serde_json::Value;
+///
+/// struct Ping;
+///
+/// #[async_trait]
+/// impl StepMgr for Ping {
+///     fn name(&self) -> &str { "ping" }
+///     async fn run(&self, ctx: &StepContext) -> Result<Value, StepError> {
+///         let host = ctx.param("host").ok_or_else(|| StepError::fatal("param `host` is missing"))?;
+///         Ok(Value::String(format!("pong from {host}")))
+///     }
+/// }
+/// ```
+#[async_trait::async_trait]
+pub trait StepMgr: Send + Sync + 'static {
+    /// The executor name: the registry key that steps refer to.
+    fn name(&self) -> &str;
+
+    /// Display name given to built steps.
+    fn alias(&self) -> &str {
+        ""
+    }
+
+    /// Default options of steps built from this executor (timeout, retries, ...).
+    fn options(&self) -> StepOptions {
+        StepOptions::default()
+    }
+
+    /// Builds a step named `name` running this executor (the seed's `BuildStep`).
+    fn build_step(&self, name: &str, params: BTreeMap<String, String>, options: StepOptions) -> Step {
+        let mut options = options;
+        if options.alias.is_none() && !self.alias().is_empty() {
+            options.alias = Some(self.alias().to_owned());
+        }
+        let mut step = Step::new(name, self.name(), options);
+        step.params = params;
+        step
+    }
+
+    /// Does the work of one attempt. The returned value becomes the step's output (`steps.<name>.output`).
+    async fn run(&self, ctx: &StepContext) -> Result<Value, StepError>;
+}
+
+/// Why a step attempt failed, and whether retrying may help.
+///
+/// Any error converts into a retryable `StepError` with `?`; [`StepError::fatal`] fails without retry.
+pub struct StepError {
+    message: String,
+    retryable: bool,
+}
+
+impl StepError {
+    /// A failure that automatic retries may fix.
+    pub fn new(message: impl fmt::Display) -> Self {
+        Self { message: message.to_string(), retryable: true }
+    }
+
+    /// A failure that retrying cannot fix: the step fails at once, whatever retries remain.
+    pub fn fatal(message: impl fmt::Display) -> Self {
+        Self { message: message.to_string(), retryable: false }
+    }
+
+    /// Makes this error fatal (no retry).
+    pub fn no_retry(mut self) -> Self {
+        self.retryable = false;
+        self
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Whether an automatic retry may run.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+}
+
+impl<E: Into<Box<dyn std::error::Error + Send + Sync>>> From<E> for StepError {
+    fn from(error: E) -> Self {
+        Self::new(error.into())
+    }
+}
+
+impl fmt::Display for StepError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl fmt::Debug for StepError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StepError").field("message", &self.message).field("retryable", &self.retryable).finish()
+    }
+}

@@ -1,0 +1,1 @@
+//! Test support shared by the integration tests (the etcd harness lives here).

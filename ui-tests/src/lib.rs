@@ -1,0 +1,1 @@
+//! Compile tests of the taskflow macros live in `tests/`.
