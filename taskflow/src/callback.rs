@@ -2,6 +2,7 @@
 
 use crate::model::{Task, TaskStatus};
 use std::fmt;
+use std::future::Future;
 
 /// A registered callback, named by tasks in `callbackName`. `#[callback]` implements it for an `async fn`.
 #[async_trait::async_trait]
@@ -67,5 +68,41 @@ impl fmt::Display for CallbackError {
 impl fmt::Debug for CallbackError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("CallbackError").field(&self.0).finish()
+    }
+}
+
+/// A callback made of a closure (the reference's `CallbackExecutorFunc`).
+///
+/// ```
+/// let notify = taskflow::callback_fn("notify", |outcome| async move {
+///     println!("task {} ended {}", outcome.task_id(), outcome.status);
+///     Ok(())
+/// });
+/// # let _ = notify;
+/// ```
+pub fn callback_fn<F, Fut>(name: impl Into<String>, call: F) -> FnCallback
+where
+    F: Fn(TaskOutcome) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), CallbackError>> + Send + 'static,
+{
+    FnCallback { name: name.into(), call: Box::new(move |outcome| Box::pin(call(outcome))) }
+}
+
+type CallFn = Box<dyn Fn(TaskOutcome) -> crate::__private::BoxFuture<'static, Result<(), CallbackError>> + Send + Sync>;
+
+/// A [`Callback`] made by [`callback_fn`].
+pub struct FnCallback {
+    name: String,
+    call: CallFn,
+}
+
+#[async_trait::async_trait]
+impl Callback for FnCallback {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn call(&self, outcome: &TaskOutcome) -> Result<(), CallbackError> {
+        (self.call)(outcome.clone()).await
     }
 }

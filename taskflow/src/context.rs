@@ -13,7 +13,14 @@ use tokio_util::sync::CancellationToken;
 ///
 /// Writes ([`set_common`](Self::set_common), [`set_payload`](Self::set_payload), ...) are buffered and committed
 /// atomically with the step's result when the attempt succeeds; a failed attempt's writes are discarded.
+///
+/// Cheap to clone: clones share the same attempt (and the same buffered writes).
+#[derive(Clone)]
 pub struct StepContext {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     task: Arc<Task>,
     step_index: usize,
     params: BTreeMap<String, String>,
@@ -35,7 +42,7 @@ impl StepContext {
     /// The engine builds contexts; this constructor exists so that steps can be unit-tested without one.
     pub fn new(task: Arc<Task>, step_index: usize, params: BTreeMap<String, String>, cancel: CancellationToken) -> Self {
         assert!(step_index < task.steps.len(), "step index {step_index} out of range");
-        Self { task, step_index, params, writes: Mutex::default(), cancel }
+        Self { inner: Arc::new(Inner { task, step_index, params, writes: Mutex::default(), cancel }) }
     }
 
     /// A context for a one-step task running `executor` with `params`: handy in unit tests of a step.
@@ -52,17 +59,17 @@ impl StepContext {
 
     /// The task, as committed before this attempt started.
     pub fn task(&self) -> &Task {
-        &self.task
+        &self.inner.task
     }
 
     /// The task id.
     pub fn task_id(&self) -> &str {
-        &self.task.task_id
+        &self.inner.task.task_id
     }
 
     /// This step.
     pub fn step(&self) -> &Step {
-        &self.task.steps[self.step_index]
+        &self.inner.task.steps[self.inner.step_index]
     }
 
     /// This step's name.
@@ -82,12 +89,12 @@ impl StepContext {
 
     /// A rendered param.
     pub fn param(&self, key: &str) -> Option<&str> {
-        self.params.get(key).map(String::as_str)
+        self.inner.params.get(key).map(String::as_str)
     }
 
     /// Every rendered param.
     pub fn params(&self) -> &BTreeMap<String, String> {
-        &self.params
+        &self.inner.params
     }
 
     /// A shared variable, including what this attempt wrote.
@@ -95,7 +102,7 @@ impl StepContext {
         if let Some(value) = self.writes().common.get(key) {
             return Some(value.clone());
         }
-        self.task.common_params.get(key).cloned()
+        self.inner.task.common_params.get(key).cloned()
     }
 
     /// Writes a shared variable, committed with the step's result.
@@ -105,13 +112,13 @@ impl StepContext {
 
     /// The output of an earlier step.
     pub fn output_of(&self, step: &str) -> Option<&Value> {
-        self.task.step(step).and_then(|s| s.output.as_ref())
+        self.inner.task.step(step).and_then(|s| s.output.as_ref())
     }
 
     /// The task's payload, decoded.
     pub fn common_payload<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         let written = self.writes().common_payload.clone();
-        serde_json::from_value(written.unwrap_or_else(|| self.task.common_payload.clone()))
+        serde_json::from_value(written.unwrap_or_else(|| self.inner.task.common_payload.clone()))
     }
 
     /// Replaces the task's payload, committed with the step's result.
@@ -135,17 +142,17 @@ impl StepContext {
     /// Whether the task was cancelled or timed out, or the worker is shutting down: the step should stop soon.
     /// After a short grace period the step's future is dropped anyway.
     pub fn is_cancelled(&self) -> bool {
-        self.cancel.is_cancelled()
+        self.inner.cancel.is_cancelled()
     }
 
     /// Completes when the step should stop (see [`is_cancelled`](Self::is_cancelled)).
     pub async fn cancelled(&self) {
-        self.cancel.cancelled().await;
+        self.inner.cancel.cancelled().await;
     }
 
     /// The cancellation token of this attempt (e.g. to hand to a long-polling helper or a child task).
     pub fn cancellation_token(&self) -> CancellationToken {
-        self.cancel.clone()
+        self.inner.cancel.clone()
     }
 
     /// Takes what the attempt wrote.
@@ -154,6 +161,6 @@ impl StepContext {
     }
 
     fn writes(&self) -> MutexGuard<'_, Writes> {
-        self.writes.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner.writes.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }

@@ -57,7 +57,7 @@ pub mod __private;
 pub use async_trait::async_trait;
 pub use backend::memory::MemoryBackend;
 pub use backend::{Backend, SortField, TaskPage, TaskQuery};
-pub use callback::{Callback, CallbackError, TaskOutcome};
+pub use callback::{callback_fn, Callback, CallbackError, FnCallback, TaskOutcome};
 pub use context::StepContext;
 pub use engine::{Backoff, Engine, EngineBuilder, RetryFrom, RetryRequest, Worker, WorkerBuilder};
 pub use error::{BackendError, Error, Result};
@@ -67,7 +67,7 @@ pub use model::{
 };
 pub use registry::{CallbackRegistration, FlowRegistration, Origin, Registry, RegistryError, StepRegistration};
 pub use render::Renderer;
-pub use step::{StepError, StepMgr};
+pub use step::{step_fn, FnStep, StepError, StepMgr};
 pub use taskflow_macros::{callback, step};
 pub use tokio_util::sync::CancellationToken;
 

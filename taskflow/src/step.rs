@@ -3,8 +3,10 @@
 use crate::context::StepContext;
 use crate::model::{Step, StepOptions};
 use serde_json::Value;
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::future::Future;
 
 /// A registered step executor: builds [`Step`]s and does their work.
 ///
@@ -106,5 +108,69 @@ impl fmt::Display for StepError {
 impl fmt::Debug for StepError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StepError").field("message", &self.message).field("retryable", &self.retryable).finish()
+    }
+}
+
+/// A step made of a closure: the runtime counterpart of `#[step]` (the reference's `StepExecutorFunc`).
+///
+/// ```
+/// use taskflow::{step_fn, StepError};
+/// let double = step_fn("double", |ctx| async move {
+///     let n: i64 = ctx.param("n").unwrap_or("0").parse().map_err(StepError::fatal)?;
+///     Ok(n * 2)
+/// });
+/// # let _ = double;
+/// ```
+pub fn step_fn<F, Fut, T>(name: impl Into<String>, run: F) -> FnStep
+where
+    F: Fn(StepContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, StepError>> + Send + 'static,
+    T: Serialize,
+{
+    let name = name.into();
+    let step_name = name.clone();
+    FnStep {
+        name,
+        options: StepOptions::default(),
+        run: Box::new(move |ctx| {
+            let future = run(ctx);
+            let step_name = step_name.clone();
+            Box::pin(async move {
+                let value = future.await?;
+                crate::__private::to_output(&step_name, &value)
+            })
+        }),
+    }
+}
+
+type RunFn = Box<dyn Fn(StepContext) -> crate::__private::BoxFuture<'static, Result<Value, StepError>> + Send + Sync>;
+
+/// A [`StepMgr`] made by [`step_fn`].
+pub struct FnStep {
+    name: String,
+    options: StepOptions,
+    run: RunFn,
+}
+
+impl FnStep {
+    /// Default options of steps built from this executor.
+    pub fn with_options(mut self, options: StepOptions) -> Self {
+        self.options = options;
+        self
+    }
+}
+
+#[async_trait::async_trait]
+impl StepMgr for FnStep {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn options(&self) -> StepOptions {
+        self.options.clone()
+    }
+
+    async fn run(&self, ctx: &StepContext) -> Result<Value, StepError> {
+        (self.run)(ctx.clone()).await
     }
 }
