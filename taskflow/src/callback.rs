@@ -85,10 +85,17 @@ where
     F: Fn(TaskOutcome) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), CallbackError>> + Send + 'static,
 {
-    FnCallback { name: name.into(), call: Box::new(move |outcome| Box::pin(call(outcome))) }
+    FnCallback {
+        name: name.into(),
+        call: Box::new(move |outcome| Box::pin(call(outcome))),
+    }
 }
 
-type CallFn = Box<dyn Fn(TaskOutcome) -> crate::__private::BoxFuture<'static, Result<(), CallbackError>> + Send + Sync>;
+type CallFn = Box<
+    dyn Fn(TaskOutcome) -> crate::__private::BoxFuture<'static, Result<(), CallbackError>>
+        + Send
+        + Sync,
+>;
 
 /// A [`Callback`] made by [`callback_fn`].
 pub struct FnCallback {

@@ -1,8 +1,8 @@
 //! [`StepContext`]: what a running step sees of its task, and how it writes shared variables.
 
 use crate::model::{Step, Task};
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -40,20 +40,42 @@ impl StepContext {
     /// A context for the step at `step_index` of `task`, with already rendered `params`.
     ///
     /// The engine builds contexts; this constructor exists so that steps can be unit-tested without one.
-    pub fn new(task: Arc<Task>, step_index: usize, params: BTreeMap<String, String>, cancel: CancellationToken) -> Self {
-        assert!(step_index < task.steps.len(), "step index {step_index} out of range");
-        Self { inner: Arc::new(Inner { task, step_index, params, writes: Mutex::default(), cancel }) }
+    pub fn new(
+        task: Arc<Task>,
+        step_index: usize,
+        params: BTreeMap<String, String>,
+        cancel: CancellationToken,
+    ) -> Self {
+        assert!(
+            step_index < task.steps.len(),
+            "step index {step_index} out of range"
+        );
+        Self {
+            inner: Arc::new(Inner {
+                task,
+                step_index,
+                params,
+                writes: Mutex::default(),
+                cancel,
+            }),
+        }
     }
 
     /// A context for a one-step task running `executor` with `params`: handy in unit tests of a step.
     pub fn for_test(executor: &str, params: &[(&str, &str)]) -> Self {
         let step = Step::new(executor, executor, Default::default());
         let task = Task::new(
-            crate::TaskInfo { task_name: "test".into(), ..Default::default() },
+            crate::TaskInfo {
+                task_name: "test".into(),
+                ..Default::default()
+            },
             Default::default(),
         )
         .with_step(step);
-        let params = params.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let params = params
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         Self::new(Arc::new(task), 0, params, CancellationToken::new())
     }
 
@@ -161,6 +183,9 @@ impl StepContext {
     }
 
     fn writes(&self) -> MutexGuard<'_, Writes> {
-        self.inner.writes.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .writes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }

@@ -28,7 +28,9 @@ pub enum Error {
     #[error("{0}")]
     Registry(#[from] crate::registry::RegistryError),
     /// The task document is larger than the backend accepts.
-    #[error("task `{task_id}` is too large: {size} bytes, the backend accepts at most {limit} bytes per task")]
+    #[error(
+        "task `{task_id}` is too large: {size} bytes, the backend accepts at most {limit} bytes per task"
+    )]
     TooLarge {
         /// The task.
         task_id: String,

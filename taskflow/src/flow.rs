@@ -63,7 +63,14 @@ impl<'a> TaskBuilder<'a> {
             task_name: flow.name().to_owned(),
             ..TaskInfo::default()
         };
-        Self { options: flow.options(), flow, info, params: Vec::new(), payload: None, error: None }
+        Self {
+            options: flow.options(),
+            flow,
+            info,
+            params: Vec::new(),
+            payload: None,
+            error: None,
+        }
     }
 
     /// The task name (defaults to the flow name).
@@ -100,7 +107,11 @@ impl<'a> TaskBuilder<'a> {
     pub fn payload(mut self, payload: &impl Serialize) -> Self {
         match serde_json::to_value(payload) {
             Ok(value) => self.payload = Some(value),
-            Err(e) => self.error = Some(Error::InvalidTask(format!("payload does not serialise: {e}"))),
+            Err(e) => {
+                self.error = Some(Error::InvalidTask(format!(
+                    "payload does not serialise: {e}"
+                )))
+            }
         }
         self
     }

@@ -57,7 +57,7 @@ pub mod __private;
 pub use async_trait::async_trait;
 pub use backend::memory::MemoryBackend;
 pub use backend::{Backend, SortField, TaskPage, TaskQuery};
-pub use callback::{callback_fn, Callback, CallbackError, FnCallback, TaskOutcome};
+pub use callback::{Callback, CallbackError, FnCallback, TaskOutcome, callback_fn};
 pub use context::StepContext;
 pub use engine::{Backoff, Engine, EngineBuilder, RetryFrom, RetryRequest, Worker, WorkerBuilder};
 pub use error::{BackendError, Error, Result};
@@ -65,17 +65,19 @@ pub use flow::{TaskBuilder, TaskMgr};
 pub use model::{
     CallbackResult, Route, Step, StepOptions, StepStatus, Task, TaskInfo, TaskOptions, TaskStatus,
 };
-pub use registry::{CallbackRegistration, FlowRegistration, Origin, Registry, RegistryError, StepRegistration};
+pub use registry::{
+    CallbackRegistration, FlowRegistration, Origin, Registry, RegistryError, StepRegistration,
+};
 pub use render::Renderer;
-pub use step::{step_fn, FnStep, StepError, StepMgr};
+pub use step::{FnStep, StepError, StepMgr, step_fn};
 pub use taskflow_macros::{callback, step};
 pub use tokio_util::sync::CancellationToken;
 
 /// Everything a flow author needs: `use taskflow::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        callback, step, task_flow, Callback, CallbackError, Engine, Step, StepContext, StepError, StepMgr,
-        StepStatus, Task, TaskMgr, TaskOutcome, TaskQuery, TaskStatus,
+        Callback, CallbackError, Engine, Step, StepContext, StepError, StepMgr, StepStatus, Task,
+        TaskMgr, TaskOutcome, TaskQuery, TaskStatus, callback, step, task_flow,
     };
 }
 

@@ -33,7 +33,11 @@ pub enum Poll<T> {
 /// assert_eq!(n, 3);
 /// # }
 /// ```
-pub async fn poll_until<T, F, Fut>(cancel: &CancellationToken, interval: Duration, mut check: F) -> Result<T, StepError>
+pub async fn poll_until<T, F, Fut>(
+    cancel: &CancellationToken,
+    interval: Duration,
+    mut check: F,
+) -> Result<T, StepError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Poll<T>, StepError>>,

@@ -21,7 +21,11 @@ pub struct Origin {
 
 impl Origin {
     /// An origin for registrations made at run time through the engine builder.
-    pub const RUNTIME: Origin = Origin { module: "<runtime>", file: "<runtime>", line: 0 };
+    pub const RUNTIME: Origin = Origin {
+        module: "<runtime>",
+        file: "<runtime>",
+        line: 0,
+    };
 }
 
 impl fmt::Display for Origin {
@@ -71,7 +75,11 @@ pub struct RegistryError {
 
 impl fmt::Display for RegistryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid taskflow registry ({} problem(s)):", self.problems.len())?;
+        write!(
+            f,
+            "invalid taskflow registry ({} problem(s)):",
+            self.problems.len()
+        )?;
         for problem in &self.problems {
             write!(f, "\n  - {problem}")?;
         }
@@ -141,7 +149,8 @@ impl RegistryBuilder {
     }
 
     pub(crate) fn callback(&mut self, callback: Arc<dyn Callback>) {
-        self.callbacks.push((Entry::Shared(callback), Origin::RUNTIME));
+        self.callbacks
+            .push((Entry::Shared(callback), Origin::RUNTIME));
     }
 
     pub(crate) fn flow(&mut self, flow: Arc<dyn TaskMgr>) {
@@ -152,7 +161,12 @@ impl RegistryBuilder {
     pub(crate) fn build(self) -> Result<Registry, RegistryError> {
         let mut problems = Vec::new();
         let steps = unique("step", self.steps, |s| s.name().to_owned(), &mut problems);
-        let callbacks = unique("callback", self.callbacks, |c| c.name().to_owned(), &mut problems);
+        let callbacks = unique(
+            "callback",
+            self.callbacks,
+            |c| c.name().to_owned(),
+            &mut problems,
+        );
         let flows = unique("flow", self.flows, |f| f.name().to_owned(), &mut problems);
         for (name, flow) in &flows {
             let flow = flow.get();
@@ -165,14 +179,20 @@ impl RegistryBuilder {
                     ));
                 }
             }
-            if let Some(callback) = flow.options().callback {
-                if !callbacks.contains_key(&callback) {
-                    problems.push(format!("flow `{name}`: callback `{callback}` is not registered"));
-                }
+            if let Some(callback) = flow.options().callback
+                && !callbacks.contains_key(&callback)
+            {
+                problems.push(format!(
+                    "flow `{name}`: callback `{callback}` is not registered"
+                ));
             }
         }
         if problems.is_empty() {
-            Ok(Registry { steps, callbacks, flows })
+            Ok(Registry {
+                steps,
+                callbacks,
+                flows,
+            })
         } else {
             Err(RegistryError { problems })
         }
@@ -191,12 +211,16 @@ fn unique<T: ?Sized>(
         if name.is_empty() {
             problems.push(format!("a {kind} registered at {origin} has an empty name"));
         } else if let Some((_, first)) = seen.get(&name) {
-            problems.push(format!("{kind} `{name}` is registered twice: at {first} and at {origin}"));
+            problems.push(format!(
+                "{kind} `{name}` is registered twice: at {first} and at {origin}"
+            ));
         } else {
             seen.insert(name, (item, origin));
         }
     }
-    seen.into_iter().map(|(name, (item, _))| (name, item)).collect()
+    seen.into_iter()
+        .map(|(name, (item, _))| (name, item))
+        .collect()
 }
 
 impl Registry {

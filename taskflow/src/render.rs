@@ -31,7 +31,11 @@ impl Renderer {
     }
 
     /// Renders every param of `task`'s step `step`. The error names the step, the param and the template error.
-    pub fn render_params(&self, task: &Task, step: &Step) -> Result<BTreeMap<String, String>, String> {
+    pub fn render_params(
+        &self,
+        task: &Task,
+        step: &Step,
+    ) -> Result<BTreeMap<String, String>, String> {
         let context = Self::context(task);
         step.params
             .iter()
@@ -42,7 +46,13 @@ impl Renderer {
                 self.env
                     .render_named_str(&format!("{}.{key}", step.name), template, context.clone())
                     .map(|rendered| (key.clone(), rendered))
-                    .map_err(|e| format!("step `{}`: param `{key}`: template error: {}", step.name, describe(&e)))
+                    .map_err(|e| {
+                        format!(
+                            "step `{}`: param `{key}`: template error: {}",
+                            step.name,
+                            describe(&e)
+                        )
+                    })
             })
             .collect()
     }
@@ -52,7 +62,10 @@ impl Renderer {
         if !template.contains("{{") && !template.contains("{%") {
             return Ok(());
         }
-        self.env.template_from_str(template).map(drop).map_err(|e| describe(&e))
+        self.env
+            .template_from_str(template)
+            .map(drop)
+            .map_err(|e| describe(&e))
     }
 
     /// The rendering context of a task.
@@ -90,10 +103,10 @@ impl Renderer {
 /// The error with its detail and position, on one line.
 fn describe(error: &minijinja::Error) -> String {
     let mut text = error.to_string();
-    if let Some(detail) = error.detail() {
-        if !text.contains(detail) {
-            text = format!("{text}: {detail}");
-        }
+    if let Some(detail) = error.detail()
+        && !text.contains(detail)
+    {
+        text = format!("{text}: {detail}");
     }
     text
 }
@@ -104,9 +117,18 @@ mod tests {
     use crate::model::{StepOptions, TaskInfo, TaskOptions};
 
     fn task() -> Task {
-        let mut task = Task::new(TaskInfo { task_name: "t".into(), ..Default::default() }, TaskOptions::default())
-            .with_step(Step::new("first", "x", StepOptions::default()))
-            .with_step(Step::new("second", "x", StepOptions::default()).param("greeting", "sum is {{ common.sumC }}"));
+        let mut task = Task::new(
+            TaskInfo {
+                task_name: "t".into(),
+                ..Default::default()
+            },
+            TaskOptions::default(),
+        )
+        .with_step(Step::new("first", "x", StepOptions::default()))
+        .with_step(
+            Step::new("second", "x", StepOptions::default())
+                .param("greeting", "sum is {{ common.sumC }}"),
+        );
         task.steps[0].output = Some(json!({"url": "http://x"}));
         task.set_common_param("sumC", "8");
         task
@@ -115,8 +137,13 @@ mod tests {
     #[test]
     fn renders_common_params_and_outputs() {
         let mut task = task();
-        task.steps[1].params.insert("url".into(), "{{ steps.first.output.url }}/{{ task.name }}".into());
-        let params = Renderer::default().render_params(&task, &task.steps[1]).unwrap();
+        task.steps[1].params.insert(
+            "url".into(),
+            "{{ steps.first.output.url }}/{{ task.name }}".into(),
+        );
+        let params = Renderer::default()
+            .render_params(&task, &task.steps[1])
+            .unwrap();
         assert_eq!(params["greeting"], "sum is 8");
         assert_eq!(params["url"], "http://x/t");
     }
@@ -124,9 +151,16 @@ mod tests {
     #[test]
     fn undefined_values_name_step_and_param() {
         let mut task = task();
-        task.steps[1].params.insert("bad".into(), "{{ common.nope }}".into());
-        let err = Renderer::default().render_params(&task, &task.steps[1]).unwrap_err();
-        assert!(err.starts_with("step `second`: param `bad`: template error:"), "{err}");
+        task.steps[1]
+            .params
+            .insert("bad".into(), "{{ common.nope }}".into());
+        let err = Renderer::default()
+            .render_params(&task, &task.steps[1])
+            .unwrap_err();
+        assert!(
+            err.starts_with("step `second`: param `bad`: template error:"),
+            "{err}"
+        );
         assert!(err.contains("undefined"), "{err}");
     }
 }

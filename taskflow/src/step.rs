@@ -2,8 +2,8 @@
 
 use crate::context::StepContext;
 use crate::model::{Step, StepOptions};
-use serde_json::Value;
 use serde::Serialize;
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
@@ -43,7 +43,12 @@ pub trait StepMgr: Send + Sync + 'static {
     }
 
     /// Builds a step named `name` running this executor (the seed's `BuildStep`).
-    fn build_step(&self, name: &str, params: BTreeMap<String, String>, options: StepOptions) -> Step {
+    fn build_step(
+        &self,
+        name: &str,
+        params: BTreeMap<String, String>,
+        options: StepOptions,
+    ) -> Step {
         let mut options = options;
         if options.alias.is_none() && !self.alias().is_empty() {
             options.alias = Some(self.alias().to_owned());
@@ -68,12 +73,18 @@ pub struct StepError {
 impl StepError {
     /// A failure that automatic retries may fix.
     pub fn new(message: impl fmt::Display) -> Self {
-        Self { message: message.to_string(), retryable: true }
+        Self {
+            message: message.to_string(),
+            retryable: true,
+        }
     }
 
     /// A failure that retrying cannot fix: the step fails at once, whatever retries remain.
     pub fn fatal(message: impl fmt::Display) -> Self {
-        Self { message: message.to_string(), retryable: false }
+        Self {
+            message: message.to_string(),
+            retryable: false,
+        }
     }
 
     /// Makes this error fatal (no retry).
@@ -107,7 +118,10 @@ impl fmt::Display for StepError {
 
 impl fmt::Debug for StepError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StepError").field("message", &self.message).field("retryable", &self.retryable).finish()
+        f.debug_struct("StepError")
+            .field("message", &self.message)
+            .field("retryable", &self.retryable)
+            .finish()
     }
 }
 
@@ -143,7 +157,11 @@ where
     }
 }
 
-type RunFn = Box<dyn Fn(StepContext) -> crate::__private::BoxFuture<'static, Result<Value, StepError>> + Send + Sync>;
+type RunFn = Box<
+    dyn Fn(StepContext) -> crate::__private::BoxFuture<'static, Result<Value, StepError>>
+        + Send
+        + Sync,
+>;
 
 /// A [`StepMgr`] made by [`step_fn`].
 pub struct FnStep {

@@ -18,13 +18,18 @@ pub struct TestBackend {
 impl TestBackend {
     /// An engine builder on this backend, without link-time registrations (each test registers what it uses).
     pub fn engine(&self) -> taskflow::EngineBuilder {
-        taskflow::Engine::builder().shared_backend(Arc::clone(&self.backend)).without_inventory()
+        taskflow::Engine::builder()
+            .shared_backend(Arc::clone(&self.backend))
+            .without_inventory()
     }
 }
 
 /// A fresh in-memory backend.
 pub async fn memory() -> TestBackend {
-    TestBackend { backend: Arc::new(taskflow::MemoryBackend::new()), guard: None }
+    TestBackend {
+        backend: Arc::new(taskflow::MemoryBackend::new()),
+        guard: None,
+    }
 }
 
 /// Instantiates scenario functions `async fn name(backend: TestBackend)` as tests on every backend.

@@ -1,6 +1,8 @@
 //! The task document: JSON compatibility with the reference framework's camelCase document.
 
-use taskflow::{CallbackResult, Step, StepOptions, StepStatus, Task, TaskInfo, TaskOptions, TaskStatus};
+use taskflow::{
+    CallbackResult, Step, StepOptions, StepStatus, Task, TaskInfo, TaskOptions, TaskStatus,
+};
 
 /// A task document as the Go framework writes it (`taskID`, Go zero times, JSON-string payloads, `""` results).
 const REFERENCE_DOCUMENT: &str = r#"{
@@ -44,13 +46,24 @@ fn reference_document_round_trips() {
     assert_eq!(task.end, None, "Go's zero time reads as unset");
     assert_eq!(task.steps[0].params["sumA"], "3");
     assert_eq!(task.steps[1].status, StepStatus::Failure);
-    assert_eq!(task.steps[1].payload, serde_json::json!({"k": 1}), "JSON-string payloads are decoded");
+    assert_eq!(
+        task.steps[1].payload,
+        serde_json::json!({"k": 1}),
+        "JSON-string payloads are decoded"
+    );
     assert_eq!(task.steps[1].eta, None);
     assert_eq!(task.steps[0].alias, "求和任务");
     task.validate().unwrap();
 
     let json = serde_json::to_value(&task).unwrap();
-    for key in ["taskId", "taskType", "taskIndexType", "currentStep", "commonParams", "maxExecutionSeconds"] {
+    for key in [
+        "taskId",
+        "taskType",
+        "taskIndexType",
+        "currentStep",
+        "commonParams",
+        "maxExecutionSeconds",
+    ] {
         assert!(json.get(key).is_some(), "camelCase key `{key}` in {json}");
     }
     assert_eq!(json["status"], "RUNNING");
@@ -62,8 +75,16 @@ fn reference_document_round_trips() {
 
 #[test]
 fn new_task_and_step_have_the_reference_defaults() {
-    let info = TaskInfo { task_name: "n".into(), creator: "me".into(), ..Default::default() };
-    let options = TaskOptions { callback: Some("cb".into()), max_execution_seconds: 60, ..Default::default() };
+    let info = TaskInfo {
+        task_name: "n".into(),
+        creator: "me".into(),
+        ..Default::default()
+    };
+    let options = TaskOptions {
+        callback: Some("cb".into()),
+        max_execution_seconds: 60,
+        ..Default::default()
+    };
     let task = Task::new(info, options).with_step(Step::new("s", "exec", StepOptions::default()));
     assert_eq!(task.status, TaskStatus::Initializing);
     assert_eq!(task.message, "task initializing");
@@ -89,9 +110,25 @@ fn validation_lists_every_problem() {
     task.add_step(Step::new("a", "", StepOptions::default()));
     task.add_step(Step::new("a", "x", StepOptions::default()));
     let err = task.validate().unwrap_err().to_string();
-    for problem in ["task name is required", "step `a` executor is required", "step name `a` is not unique"] {
+    for problem in [
+        "task name is required",
+        "step `a` executor is required",
+        "step name `a` is not unique",
+    ] {
         assert!(err.contains(problem), "{err}");
     }
-    let empty = Task::new(TaskInfo { task_name: "n".into(), ..Default::default() }, TaskOptions::default());
-    assert!(empty.validate().unwrap_err().to_string().contains("task steps empty"));
+    let empty = Task::new(
+        TaskInfo {
+            task_name: "n".into(),
+            ..Default::default()
+        },
+        TaskOptions::default(),
+    );
+    assert!(
+        empty
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("task steps empty")
+    );
 }

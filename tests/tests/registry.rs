@@ -2,8 +2,8 @@
 
 use serde_json::Value;
 use taskflow::{
-    async_trait, callback_fn, step_fn, Engine, Step, StepContext, StepError, StepMgr, StepOptions, TaskBuilder,
-    TaskMgr, TaskOptions, TaskStatus,
+    Engine, Step, StepContext, StepError, StepMgr, StepOptions, TaskBuilder, TaskMgr, TaskOptions,
+    TaskStatus, async_trait, callback_fn, step_fn,
 };
 
 /// A plugin step written without macros.
@@ -18,10 +18,15 @@ impl StepMgr for Greet {
         "say hello"
     }
     fn options(&self) -> StepOptions {
-        StepOptions { max_retries: 2, ..Default::default() }
+        StepOptions {
+            max_retries: 2,
+            ..Default::default()
+        }
     }
     async fn run(&self, ctx: &StepContext) -> Result<Value, StepError> {
-        let who = ctx.param("who").ok_or_else(|| StepError::fatal("param `who` is missing"))?;
+        let who = ctx
+            .param("who")
+            .ok_or_else(|| StepError::fatal("param `who` is missing"))?;
         ctx.set_common("greeted", who);
         Ok(Value::String(format!("hello {who}")))
     }
@@ -38,7 +43,10 @@ impl TaskMgr for Welcome {
         "onboarding"
     }
     fn options(&self) -> TaskOptions {
-        TaskOptions { callback: Some("done".into()), ..Default::default() }
+        TaskOptions {
+            callback: Some("done".into()),
+            ..Default::default()
+        }
     }
     fn steps(&self) -> Vec<Step> {
         let params = [("who".to_owned(), "{{ params.user }}".to_owned())].into();
@@ -57,7 +65,12 @@ async fn hand_written_step_and_flow_run() {
         .unwrap();
     assert!(engine.registry().flow("welcome").is_some());
     let worker = engine.worker().start().await.unwrap();
-    let task = TaskBuilder::new(&Welcome).index("user-1").creator("hr").param("user", "ada").build().unwrap();
+    let task = TaskBuilder::new(&Welcome)
+        .index("user-1")
+        .creator("hr")
+        .param("user", "ada")
+        .build()
+        .unwrap();
     assert_eq!(task.task_type, "onboarding");
     assert_eq!(task.task_name, "welcome");
     assert_eq!(task.steps[0].alias, "say hello");
@@ -66,7 +79,10 @@ async fn hand_written_step_and_flow_run() {
     let done = engine.wait(&id).await.unwrap();
     assert_eq!(done.status, TaskStatus::Success, "{}", done.message);
     assert_eq!(done.common_params["greeted"], "ada");
-    assert_eq!(done.steps[0].output, Some(Value::String("hello ada".into())));
+    assert_eq!(
+        done.steps[0].output,
+        Some(Value::String("hello ada".into()))
+    );
     worker.shutdown().await;
 }
 
@@ -81,7 +97,10 @@ impl TaskMgr for Broken {
         "x"
     }
     fn options(&self) -> TaskOptions {
-        TaskOptions { callback: Some("missing_cb".into()), ..Default::default() }
+        TaskOptions {
+            callback: Some("missing_cb".into()),
+            ..Default::default()
+        }
     }
     fn steps(&self) -> Vec<Step> {
         vec![Step::new("s", "missing_step", StepOptions::default())]
@@ -100,9 +119,23 @@ fn registry_problems_are_reported_together() {
         .err()
         .expect("the registry is invalid")
         .to_string();
-    assert!(err.starts_with("invalid taskflow registry (4 problem(s)):"), "{err}");
+    assert!(
+        err.starts_with("invalid taskflow registry (4 problem(s)):"),
+        "{err}"
+    );
     assert!(err.contains("step `greet` is registered twice"), "{err}");
-    assert!(err.contains("a step registered at <runtime> has an empty name"), "{err}");
-    assert!(err.contains("flow `broken`: step `s` runs executor `missing_step`, which is not registered"), "{err}");
-    assert!(err.contains("flow `broken`: callback `missing_cb` is not registered"), "{err}");
+    assert!(
+        err.contains("a step registered at <runtime> has an empty name"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "flow `broken`: step `s` runs executor `missing_step`, which is not registered"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("flow `broken`: callback `missing_cb` is not registered"),
+        "{err}"
+    );
 }

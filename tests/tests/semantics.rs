@@ -5,10 +5,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use taskflow::{
-    callback_fn, step_fn, Backoff, CallbackError, CallbackResult, Engine, RetryRequest, Step, StepError,
-    StepOptions, StepStatus, Task, TaskInfo, TaskOptions, TaskQuery, TaskStatus,
+    Backoff, CallbackError, CallbackResult, Engine, RetryRequest, Step, StepError, StepOptions,
+    StepStatus, Task, TaskInfo, TaskOptions, TaskQuery, TaskStatus, callback_fn, step_fn,
 };
-use taskflow_tests::{backend_tests, TestBackend};
+use taskflow_tests::{TestBackend, backend_tests};
 use tokio::sync::mpsc;
 
 backend_tests!(
@@ -47,7 +47,12 @@ fn task(name: &str, steps: impl IntoIterator<Item = Step>) -> Task {
 }
 
 fn task_with(name: &str, options: TaskOptions, steps: impl IntoIterator<Item = Step>) -> Task {
-    let info = TaskInfo { task_name: name.into(), task_type: "test".into(), creator: "tester".into(), ..Default::default() };
+    let info = TaskInfo {
+        task_name: name.into(),
+        task_type: "test".into(),
+        creator: "tester".into(),
+        ..Default::default()
+    };
     let mut task = Task::new(info, options);
     for step in steps {
         task.add_step(step);
@@ -92,7 +97,11 @@ fn recorder(executor: &str, calls: &Calls) -> taskflow::FnStep {
 }
 
 /// A step that fails (retryably) while the shared flag `fail` is set.
-fn flaky(executor: &str, calls: &Calls, fail: Arc<std::sync::atomic::AtomicBool>) -> taskflow::FnStep {
+fn flaky(
+    executor: &str,
+    calls: &Calls,
+    fail: Arc<std::sync::atomic::AtomicBool>,
+) -> taskflow::FnStep {
     let calls = calls.clone();
     step_fn(executor, move |ctx| {
         let calls = calls.clone();
@@ -123,8 +132,16 @@ async fn chain_runs_in_order_and_shares_variables(b: TestBackend) {
     let sum = step_fn("sum", move |ctx| {
         let o = o.clone();
         async move {
-            let a: i64 = ctx.param("sumA").unwrap().parse().map_err(StepError::fatal)?;
-            let b: i64 = ctx.param("sumB").unwrap().parse().map_err(StepError::fatal)?;
+            let a: i64 = ctx
+                .param("sumA")
+                .unwrap()
+                .parse()
+                .map_err(StepError::fatal)?;
+            let b: i64 = ctx
+                .param("sumB")
+                .unwrap()
+                .parse()
+                .map_err(StepError::fatal)?;
             ctx.set_common("sumC", (a + b).to_string());
             o.lock().unwrap().push("sum");
             Ok(a + b)
@@ -135,23 +152,41 @@ async fn chain_runs_in_order_and_shares_variables(b: TestBackend) {
         let o = o.clone();
         async move {
             o.lock().unwrap().push("hello");
-            assert_eq!(ctx.common("sumC").as_deref(), Some("8"), "a later step sees the shared variable");
+            assert_eq!(
+                ctx.common("sumC").as_deref(),
+                Some("8"),
+                "a later step sees the shared variable"
+            );
             assert_eq!(ctx.output_of("sum"), Some(&serde_json::json!(8)));
-            Ok(format!("{} says {}", ctx.step_name(), ctx.param("greeting").unwrap()))
+            Ok(format!(
+                "{} says {}",
+                ctx.step_name(),
+                ctx.param("greeting").unwrap()
+            ))
         }
     });
     let engine = b.engine().step(sum).step(hello).build().unwrap();
     let worker = engine.worker().start().await.unwrap();
-    let t = task("example", [
-        step("sum", "sum").param("sumA", "3").param("sumB", "5"),
-        step("hello", "hello").param("greeting", "sum is {{ common.sumC }}"),
-    ]);
+    let t = task(
+        "example",
+        [
+            step("sum", "sum").param("sumA", "3").param("sumB", "5"),
+            step("hello", "hello").param("greeting", "sum is {{ common.sumC }}"),
+        ],
+    );
     let done = run_to_end(&engine, t).await;
     assert_eq!(done.status, TaskStatus::Success, "{}", done.message);
     assert_eq!(done.message, "task finished successfully");
     assert_eq!(done.common_params["sumC"], "8");
-    assert_eq!(done.steps[1].output, Some(serde_json::json!("hello says sum is 8")));
-    assert!(done.steps.iter().all(|s| s.status == StepStatus::Success && s.attempt == 1));
+    assert_eq!(
+        done.steps[1].output,
+        Some(serde_json::json!("hello says sum is 8"))
+    );
+    assert!(
+        done.steps
+            .iter()
+            .all(|s| s.status == StepStatus::Success && s.attempt == 1)
+    );
     assert!(done.start.is_some() && done.end.is_some());
     assert_eq!(*order.lock().unwrap(), ["sum", "hello"]);
     worker.shutdown().await;
@@ -159,10 +194,21 @@ async fn chain_runs_in_order_and_shares_variables(b: TestBackend) {
 
 async fn failure_stops_the_task(b: TestBackend) {
     let calls = Calls::default();
-    let boom = step_fn("boom", |_ctx| async { Err::<(), _>(StepError::new("disk full")) });
-    let engine = b.engine().step(recorder("rec", &calls)).step(boom).build().unwrap();
+    let boom = step_fn("boom", |_ctx| async {
+        Err::<(), _>(StepError::new("disk full"))
+    });
+    let engine = b
+        .engine()
+        .step(recorder("rec", &calls))
+        .step(boom)
+        .build()
+        .unwrap();
     let worker = engine.worker().start().await.unwrap();
-    let done = run_to_end(&engine, task("t", [step("a", "rec"), step("b", "boom"), step("c", "rec")])).await;
+    let done = run_to_end(
+        &engine,
+        task("t", [step("a", "rec"), step("b", "boom"), step("c", "rec")]),
+    )
+    .await;
     assert_eq!(done.status, TaskStatus::Failure);
     assert_eq!(done.message, "step b running failed, err=disk full");
     assert_eq!(done.steps[1].status, StepStatus::Failure);
@@ -178,36 +224,65 @@ async fn retry_resumes_from_the_failed_step(b: TestBackend) {
         ctx.set_common("token", "t-1");
         Ok(())
     });
-    let engine = b.engine().step(setter).step(flaky("flaky", &calls, fail.clone())).step(recorder("rec", &calls))
-        .backoff(fast_backoff()).build().unwrap();
+    let engine = b
+        .engine()
+        .step(setter)
+        .step(flaky("flaky", &calls, fail.clone()))
+        .step(recorder("rec", &calls))
+        .backoff(fast_backoff())
+        .build()
+        .unwrap();
     let worker = engine.worker().start().await.unwrap();
-    let t = task("t", [step("a", "setter"), step("b", "flaky"), step("c", "rec")]);
+    let t = task(
+        "t",
+        [step("a", "setter"), step("b", "flaky"), step("c", "rec")],
+    );
     let failed = run_to_end(&engine, t).await;
     assert_eq!(failed.status, TaskStatus::Failure);
 
     fail.store(false, Ordering::SeqCst);
-    let retried = engine.retry(&failed.task_id, RetryRequest::new().by("ops")).await.unwrap();
+    let retried = engine
+        .retry(&failed.task_id, RetryRequest::new().by("ops"))
+        .await
+        .unwrap();
     assert_eq!(retried.status, TaskStatus::Running);
     assert_eq!(retried.updater, "ops");
     let done = engine.wait_timeout(&failed.task_id, WAIT).await.unwrap();
     assert_eq!(done.status, TaskStatus::Success, "{}", done.message);
-    assert_eq!(done.steps[0].attempt, 1, "the successful step before the failed one is not run again");
+    assert_eq!(
+        done.steps[0].attempt, 1,
+        "the successful step before the failed one is not run again"
+    );
     assert_eq!(done.common_params["token"], "t-1", "its variables stay");
     assert_eq!(calls.get("b"), 2);
     assert_eq!(calls.get("c"), 1);
-    let err = engine.retry(&failed.task_id, RetryRequest::new()).await.unwrap_err();
-    assert!(err.to_string().contains("force"), "a SUCCESS task needs force: {err}");
+    let err = engine
+        .retry(&failed.task_id, RetryRequest::new())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("force"),
+        "a SUCCESS task needs force: {err}"
+    );
     worker.shutdown().await;
 }
 
 async fn retry_with_skip_on_failed(b: TestBackend) {
     let calls = Calls::default();
     let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let engine = b.engine().step(flaky("flaky", &calls, fail)).step(recorder("rec", &calls)).build().unwrap();
+    let engine = b
+        .engine()
+        .step(flaky("flaky", &calls, fail))
+        .step(recorder("rec", &calls))
+        .build()
+        .unwrap();
     let worker = engine.worker().start().await.unwrap();
     let failed = run_to_end(&engine, task("t", [step("a", "flaky"), step("b", "rec")])).await;
     assert_eq!(failed.status, TaskStatus::Failure);
-    engine.retry(&failed.task_id, RetryRequest::new().skip_on_failed()).await.unwrap();
+    engine
+        .retry(&failed.task_id, RetryRequest::new().skip_on_failed())
+        .await
+        .unwrap();
     let done = engine.wait_timeout(&failed.task_id, WAIT).await.unwrap();
     assert_eq!(done.status, TaskStatus::Success);
     assert!(done.steps[0].skipped && done.steps[0].skip_on_failed);
@@ -220,10 +295,25 @@ async fn retry_with_skip_on_failed(b: TestBackend) {
 async fn retry_can_skip_the_failed_step(b: TestBackend) {
     let calls = Calls::default();
     let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let engine = b.engine().step(flaky("flaky", &calls, fail)).step(recorder("rec", &calls)).build().unwrap();
+    let engine = b
+        .engine()
+        .step(flaky("flaky", &calls, fail))
+        .step(recorder("rec", &calls))
+        .build()
+        .unwrap();
     let worker = engine.worker().start().await.unwrap();
-    let failed = run_to_end(&engine, task("t", [step("a", "rec"), step("b", "flaky"), step("c", "rec")])).await;
-    engine.retry(&failed.task_id, RetryRequest::new().skip_failed()).await.unwrap();
+    let failed = run_to_end(
+        &engine,
+        task(
+            "t",
+            [step("a", "rec"), step("b", "flaky"), step("c", "rec")],
+        ),
+    )
+    .await;
+    engine
+        .retry(&failed.task_id, RetryRequest::new().skip_failed())
+        .await
+        .unwrap();
     let done = engine.wait_timeout(&failed.task_id, WAIT).await.unwrap();
     assert_eq!(done.status, TaskStatus::Success);
     assert!(done.steps[1].skipped);
@@ -236,29 +326,65 @@ async fn retry_from_a_named_step_or_the_start(b: TestBackend) {
     let calls = Calls::default();
     let engine = b.engine().step(recorder("rec", &calls)).build().unwrap();
     let worker = engine.worker().start().await.unwrap();
-    let done = run_to_end(&engine, task("t", [step("a", "rec"), step("b", "rec"), step("c", "rec")])).await;
+    let done = run_to_end(
+        &engine,
+        task("t", [step("a", "rec"), step("b", "rec"), step("c", "rec")]),
+    )
+    .await;
     assert_eq!(done.status, TaskStatus::Success);
-    engine.retry(&done.task_id, RetryRequest::new().from_step("b").force()).await.unwrap();
+    engine
+        .retry(&done.task_id, RetryRequest::new().from_step("b").force())
+        .await
+        .unwrap();
     let again = engine.wait_timeout(&done.task_id, WAIT).await.unwrap();
     assert_eq!(again.status, TaskStatus::Success);
     assert_eq!((calls.get("a"), calls.get("b"), calls.get("c")), (1, 2, 2));
-    engine.retry(&done.task_id, RetryRequest::new().from_start().force()).await.unwrap();
+    engine
+        .retry(&done.task_id, RetryRequest::new().from_start().force())
+        .await
+        .unwrap();
     engine.wait_timeout(&done.task_id, WAIT).await.unwrap();
     assert_eq!((calls.get("a"), calls.get("b"), calls.get("c")), (2, 3, 3));
-    let err = engine.retry(&done.task_id, RetryRequest::new().from_step("nope").force()).await.unwrap_err();
+    let err = engine
+        .retry(&done.task_id, RetryRequest::new().from_step("nope").force())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("no step `nope`"), "{err}");
     worker.shutdown().await;
 }
 
 async fn skip_on_failed_continues_the_chain(b: TestBackend) {
     let calls = Calls::default();
-    let boom = step_fn("boom", |_ctx| async { Err::<(), _>(StepError::new("nope")) });
-    let engine = b.engine().step(boom).step(recorder("rec", &calls)).backoff(fast_backoff()).build().unwrap();
+    let boom = step_fn("boom", |_ctx| async {
+        Err::<(), _>(StepError::new("nope"))
+    });
+    let engine = b
+        .engine()
+        .step(boom)
+        .step(recorder("rec", &calls))
+        .backoff(fast_backoff())
+        .build()
+        .unwrap();
     let worker = engine.worker().start().await.unwrap();
-    let skip = StepOptions { skip_on_failed: true, max_retries: 1, ..Default::default() };
-    let t = task("t", [step_with("a", "boom", skip.clone()), step("b", "rec"), step_with("c", "boom", skip)]);
+    let skip = StepOptions {
+        skip_on_failed: true,
+        max_retries: 1,
+        ..Default::default()
+    };
+    let t = task(
+        "t",
+        [
+            step_with("a", "boom", skip.clone()),
+            step("b", "rec"),
+            step_with("c", "boom", skip),
+        ],
+    );
     let done = run_to_end(&engine, t).await;
-    assert_eq!(done.status, TaskStatus::Success, "a skipped last step still ends the task SUCCESS");
+    assert_eq!(
+        done.status,
+        TaskStatus::Success,
+        "a skipped last step still ends the task SUCCESS"
+    );
     assert!(done.steps[0].skipped && done.steps[2].skipped);
     assert_eq!(done.steps[0].attempt, 2, "retries run before the skip");
     assert_eq!(calls.get("b"), 1);
@@ -271,12 +397,24 @@ async fn automatic_retries_count_attempts(b: TestBackend) {
     let third_time = step_fn("third", move |ctx| {
         let c = c.clone();
         async move {
-            if c.hit(ctx.step_name()) < 3 { Err(StepError::new("not yet")) } else { Ok(ctx.attempt()) }
+            if c.hit(ctx.step_name()) < 3 {
+                Err(StepError::new("not yet"))
+            } else {
+                Ok(ctx.attempt())
+            }
         }
     });
-    let engine = b.engine().step(third_time).backoff(fast_backoff()).build().unwrap();
+    let engine = b
+        .engine()
+        .step(third_time)
+        .backoff(fast_backoff())
+        .build()
+        .unwrap();
     let worker = engine.worker().start().await.unwrap();
-    let options = StepOptions { max_retries: 2, ..Default::default() };
+    let options = StepOptions {
+        max_retries: 2,
+        ..Default::default()
+    };
     let done = run_to_end(&engine, task("t", [step_with("a", "third", options)])).await;
     assert_eq!(done.status, TaskStatus::Success);
     assert_eq!(done.steps[0].attempt, 3);
@@ -297,15 +435,35 @@ async fn step_timeout_is_a_retryable_failure(b: TestBackend) {
             Ok(())
         }
     });
-    let engine = b.engine().step(slow).backoff(fast_backoff()).build().unwrap();
+    let engine = b
+        .engine()
+        .step(slow)
+        .backoff(fast_backoff())
+        .build()
+        .unwrap();
     let worker = engine.worker().start().await.unwrap();
-    let options = StepOptions { max_retries: 1, max_execution_seconds: 1, ..Default::default() };
+    let options = StepOptions {
+        max_retries: 1,
+        max_execution_seconds: 1,
+        ..Default::default()
+    };
     let done = run_to_end(&engine, task("t", [step_with("a", "slow", options)])).await;
     assert_eq!(done.status, TaskStatus::Failure);
-    assert_eq!(done.steps[0].attempt, 2, "one retry after the first timeout");
+    assert_eq!(
+        done.steps[0].attempt, 2,
+        "one retry after the first timeout"
+    );
     assert_eq!(calls.get("started"), 2);
-    assert_eq!(calls.get("a"), 0, "the step future was dropped at the timeout");
-    assert!(done.steps[0].message.contains("step exec timeout"), "{}", done.steps[0].message);
+    assert_eq!(
+        calls.get("a"),
+        0,
+        "the step future was dropped at the timeout"
+    );
+    assert!(
+        done.steps[0].message.contains("step exec timeout"),
+        "{}",
+        done.steps[0].message
+    );
     worker.shutdown().await;
 }
 
@@ -331,7 +489,11 @@ async fn task_timeout_fires_while_a_step_runs(b: TestBackend) {
     });
     let engine = b.engine().step(slow).callback(cb).build().unwrap();
     let worker = engine.worker().start().await.unwrap();
-    let options = TaskOptions { max_execution_seconds: 1, callback: Some("cb".into()), ..Default::default() };
+    let options = TaskOptions {
+        max_execution_seconds: 1,
+        callback: Some("cb".into()),
+        ..Default::default()
+    };
     let done = run_to_end(&engine, task_with("t", options, [step("a", "slow")])).await;
     assert_eq!(done.status, TaskStatus::Timeout);
     assert_eq!(done.message, "task exec timeout");
@@ -344,14 +506,36 @@ async fn task_timeout_fires_while_a_step_runs(b: TestBackend) {
 async fn task_timeout_fires_while_waiting_on_a_backoff(b: TestBackend) {
     let calls = Calls::default();
     let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let engine = b.engine().step(flaky("flaky", &calls, fail)).backoff(Backoff::fixed(Duration::from_secs(3600)))
-        .build().unwrap();
+    let engine = b
+        .engine()
+        .step(flaky("flaky", &calls, fail))
+        .backoff(Backoff::fixed(Duration::from_secs(3600)))
+        .build()
+        .unwrap();
     let worker = engine.worker().start().await.unwrap();
-    let options = TaskOptions { max_execution_seconds: 1, ..Default::default() };
-    let t = task_with("t", options, [step_with("a", "flaky", StepOptions { max_retries: 5, ..Default::default() })]);
+    let options = TaskOptions {
+        max_execution_seconds: 1,
+        ..Default::default()
+    };
+    let t = task_with(
+        "t",
+        options,
+        [step_with(
+            "a",
+            "flaky",
+            StepOptions {
+                max_retries: 5,
+                ..Default::default()
+            },
+        )],
+    );
     let done = run_to_end(&engine, t).await;
     assert_eq!(done.status, TaskStatus::Timeout);
-    assert_eq!(calls.get("a"), 1, "no second attempt: the back-off outlives the deadline");
+    assert_eq!(
+        calls.get("a"),
+        1,
+        "no second attempt: the back-off outlives the deadline"
+    );
     worker.shutdown().await;
 }
 
@@ -377,49 +561,110 @@ async fn callback_runs_once_per_terminal_status(b: TestBackend) {
         }
     });
     let ok = step_fn("ok", |_ctx| async { Ok(()) });
-    let boom = step_fn("boom", |_ctx| async { Err::<(), _>(StepError::fatal("no")) });
-    let engine = b.engine().step(ok).step(boom).step(hang).callback(cb).cancel_grace(Duration::from_millis(50))
-        .build().unwrap();
+    let boom = step_fn("boom", |_ctx| async {
+        Err::<(), _>(StepError::fatal("no"))
+    });
+    let engine = b
+        .engine()
+        .step(ok)
+        .step(boom)
+        .step(hang)
+        .callback(cb)
+        .cancel_grace(Duration::from_millis(50))
+        .build()
+        .unwrap();
     let worker = engine.worker().start().await.unwrap();
-    let with_cb = |timeout| TaskOptions { callback: Some("cb".into()), max_execution_seconds: timeout, ..Default::default() };
-    let skip = StepOptions { skip_on_failed: true, ..Default::default() };
+    let with_cb = |timeout| TaskOptions {
+        callback: Some("cb".into()),
+        max_execution_seconds: timeout,
+        ..Default::default()
+    };
+    let skip = StepOptions {
+        skip_on_failed: true,
+        ..Default::default()
+    };
     // Two skipped failures in the middle must not fire the callback twice.
-    let success = task_with("success", with_cb(0), [step_with("a", "boom", skip.clone()), step_with("b", "boom", skip), step("c", "ok")]);
+    let success = task_with(
+        "success",
+        with_cb(0),
+        [
+            step_with("a", "boom", skip.clone()),
+            step_with("b", "boom", skip),
+            step("c", "ok"),
+        ],
+    );
     let failure = task_with("failure", with_cb(0), [step("a", "boom")]);
     let timeout = task_with("timeout", with_cb(1), [step("a", "hang")]);
     let revoked = task_with("revoked", with_cb(0), [step("a", "hang")]);
-    let ids: Vec<String> = futures::future::join_all([success, failure, timeout].map(|t| engine.dispatch(t)))
-        .await.into_iter().map(Result::unwrap).collect();
+    let ids: Vec<String> =
+        futures::future::join_all([success, failure, timeout].map(|t| engine.dispatch(t)))
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
     let revoked_id = engine.dispatch(revoked).await.unwrap();
     started_rx.recv().await.unwrap();
     started_rx.recv().await.unwrap();
     engine.cancel(&revoked_id).await.unwrap();
     for id in ids.iter().chain([&revoked_id]) {
         let done = engine.wait_timeout(id, WAIT).await.unwrap();
-        assert_eq!(done.callback_result, Some(CallbackResult::Success), "{}", done.task_name);
+        assert_eq!(
+            done.callback_result,
+            Some(CallbackResult::Success),
+            "{}",
+            done.task_name
+        );
     }
-    for key in ["success:SUCCESS", "failure:FAILURE", "timeout:TIMEOUT", "revoked:REVOKED"] {
+    for key in [
+        "success:SUCCESS",
+        "failure:FAILURE",
+        "timeout:TIMEOUT",
+        "revoked:REVOKED",
+    ] {
         assert_eq!(seen.get(key), 1, "{key}");
     }
-    assert_eq!(seen.0.lock().unwrap().len(), 4, "{:?}", seen.0.lock().unwrap());
+    assert_eq!(
+        seen.0.lock().unwrap().len(),
+        4,
+        "{:?}",
+        seen.0.lock().unwrap()
+    );
     worker.shutdown().await;
 }
 
 async fn callback_failure_turns_success_into_failure(b: TestBackend) {
-    let cb = callback_fn("cb", |_outcome| async { Err(CallbackError::new("quota service down")) });
+    let cb = callback_fn("cb", |_outcome| async {
+        Err(CallbackError::new("quota service down"))
+    });
     let panicky = callback_fn("panicky", |_outcome| async { panic!("callback exploded") });
-    let engine = b.engine().step(step_fn("ok", |_ctx| async { Ok(()) })).callback(cb).callback(panicky).build().unwrap();
+    let engine = b
+        .engine()
+        .step(step_fn("ok", |_ctx| async { Ok(()) }))
+        .callback(cb)
+        .callback(panicky)
+        .build()
+        .unwrap();
     let worker = engine.worker().start().await.unwrap();
-    let options = TaskOptions { callback: Some("cb".into()), ..Default::default() };
+    let options = TaskOptions {
+        callback: Some("cb".into()),
+        ..Default::default()
+    };
     let done = run_to_end(&engine, task_with("t", options, [step("a", "ok")])).await;
     assert_eq!(done.status, TaskStatus::Failure);
     assert_eq!(done.callback_result, Some(CallbackResult::Failure));
     assert_eq!(done.message, "callback `cb` failed: quota service down");
     assert_eq!(done.callback_message, done.message);
-    let options = TaskOptions { callback: Some("panicky".into()), ..Default::default() };
+    let options = TaskOptions {
+        callback: Some("panicky".into()),
+        ..Default::default()
+    };
     let done = run_to_end(&engine, task_with("t", options, [step("a", "ok")])).await;
     assert_eq!(done.status, TaskStatus::Failure);
-    assert!(done.callback_message.contains("panic: callback exploded"), "{}", done.callback_message);
+    assert!(
+        done.callback_message.contains("panic: callback exploded"),
+        "{}",
+        done.callback_message
+    );
     worker.shutdown().await;
 }
 
@@ -448,10 +693,18 @@ async fn cancel_drops_the_running_step(b: TestBackend) {
         }
     });
     let calls = Calls::default();
-    let engine = b.engine().step(hang).step(recorder("rec", &calls)).cancel_grace(Duration::from_millis(100))
-        .build().unwrap();
+    let engine = b
+        .engine()
+        .step(hang)
+        .step(recorder("rec", &calls))
+        .cancel_grace(Duration::from_millis(100))
+        .build()
+        .unwrap();
     let worker = engine.worker().start().await.unwrap();
-    let id = engine.dispatch(task("t", [step("a", "hang"), step("b", "rec")])).await.unwrap();
+    let id = engine
+        .dispatch(task("t", [step("a", "hang"), step("b", "rec")]))
+        .await
+        .unwrap();
     started_rx.recv().await.unwrap();
     let revoked = engine.cancel_by(&id, "admin").await.unwrap();
     assert_eq!(revoked.status, TaskStatus::Revoked, "REVOKED at once");
@@ -463,8 +716,15 @@ async fn cancel_drops_the_running_step(b: TestBackend) {
     while worker.running() > 0 {
         tokio::task::yield_now().await;
     }
-    assert!(dropped.load(Ordering::SeqCst), "the step future was dropped");
-    assert_eq!(side_effect.load(Ordering::SeqCst), 0, "the side effect after the await never happened");
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the step future was dropped"
+    );
+    assert_eq!(
+        side_effect.load(Ordering::SeqCst),
+        0,
+        "the side effect after the await never happened"
+    );
     assert_eq!(calls.get("b"), 0);
     let err = engine.cancel(&id).await.unwrap_err();
     assert!(err.to_string().contains("already ended"), "{err}");
@@ -482,11 +742,25 @@ async fn cancel_works_when_no_step_runs(b: TestBackend) {
             Ok(())
         }
     });
-    let engine = b.engine().step(recorder("rec", &calls)).callback(cb).build().unwrap();
+    let engine = b
+        .engine()
+        .step(recorder("rec", &calls))
+        .callback(cb)
+        .build()
+        .unwrap();
     let worker = engine.worker().start().await.unwrap();
-    let options = TaskOptions { callback: Some("cb".into()), ..Default::default() };
-    let delayed = StepOptions { delay_seconds: 3600, ..Default::default() };
-    let id = engine.dispatch(task_with("t", options, [step_with("a", "rec", delayed)])).await.unwrap();
+    let options = TaskOptions {
+        callback: Some("cb".into()),
+        ..Default::default()
+    };
+    let delayed = StepOptions {
+        delay_seconds: 3600,
+        ..Default::default()
+    };
+    let id = engine
+        .dispatch(task_with("t", options, [step_with("a", "rec", delayed)]))
+        .await
+        .unwrap();
     engine.cancel(&id).await.unwrap();
     let done = engine.wait_timeout(&id, WAIT).await.unwrap();
     assert_eq!(done.status, TaskStatus::Revoked);
@@ -513,19 +787,45 @@ async fn node_pinning_per_step_and_per_task(b: TestBackend) {
     let engine_b = b.engine().step(make("b")).build().unwrap();
     let worker_a = engine_a.worker().node("a").start().await.unwrap();
     let worker_b = engine_b.worker().node("b").start().await.unwrap();
-    let pinned = StepOptions { node: Some("b".into()), ..Default::default() };
+    let pinned = StepOptions {
+        node: Some("b".into()),
+        ..Default::default()
+    };
     let mut ids = Vec::new();
     for _ in 0..10 {
-        let t = task("t", [step("free", "where"), step_with("pinned", "where", pinned.clone())]);
+        let t = task(
+            "t",
+            [
+                step("free", "where"),
+                step_with("pinned", "where", pinned.clone()),
+            ],
+        );
         ids.push(engine_a.dispatch(t).await.unwrap());
-        let whole = TaskOptions { node: Some("b".into()), ..Default::default() };
-        ids.push(engine_a.dispatch(task_with("t", whole, [step("task-pinned", "where")])).await.unwrap());
+        let whole = TaskOptions {
+            node: Some("b".into()),
+            ..Default::default()
+        };
+        ids.push(
+            engine_a
+                .dispatch(task_with("t", whole, [step("task-pinned", "where")]))
+                .await
+                .unwrap(),
+        );
     }
     for id in &ids {
-        assert_eq!(engine_a.wait_timeout(id, WAIT).await.unwrap().status, TaskStatus::Success);
+        assert_eq!(
+            engine_a.wait_timeout(id, WAIT).await.unwrap().status,
+            TaskStatus::Success
+        );
     }
-    let ran_on = ran_on.lock().unwrap();
-    assert!(ran_on.iter().filter(|(s, _)| s != "free").all(|(_, node)| *node == "b"), "{ran_on:?}");
+    let ran_on = ran_on.lock().unwrap().clone();
+    assert!(
+        ran_on
+            .iter()
+            .filter(|(s, _)| s != "free")
+            .all(|(_, node)| *node == "b"),
+        "{ran_on:?}"
+    );
     assert_eq!(ran_on.iter().filter(|(s, _)| s == "pinned").count(), 10);
     worker_a.shutdown().await;
     worker_b.shutdown().await;
@@ -535,14 +835,30 @@ async fn queues_are_exact(b: TestBackend) {
     let calls = Calls::default();
     let engine = b.engine().step(recorder("rec", &calls)).build().unwrap();
     let worker_a = engine.worker().queues(["a"]).start().await.unwrap();
-    let in_ab = StepOptions { queue: Some("ab".into()), ..Default::default() };
-    let id = engine.dispatch(task("t", [step_with("x", "rec", in_ab)])).await.unwrap();
-    let in_a = StepOptions { queue: Some("a".into()), ..Default::default() };
+    let in_ab = StepOptions {
+        queue: Some("ab".into()),
+        ..Default::default()
+    };
+    let id = engine
+        .dispatch(task("t", [step_with("x", "rec", in_ab)]))
+        .await
+        .unwrap();
+    let in_a = StepOptions {
+        queue: Some("a".into()),
+        ..Default::default()
+    };
     let done_a = run_to_end(&engine, task("t", [step_with("y", "rec", in_a)])).await;
     assert_eq!(done_a.status, TaskStatus::Success);
-    assert_eq!(engine.get(&id).await.unwrap().status, TaskStatus::Initializing, "queue `a` never sees queue `ab`");
+    assert_eq!(
+        engine.get(&id).await.unwrap().status,
+        TaskStatus::Initializing,
+        "queue `a` never sees queue `ab`"
+    );
     let worker_ab = engine.worker().queues(["ab"]).start().await.unwrap();
-    assert_eq!(engine.wait_timeout(&id, WAIT).await.unwrap().status, TaskStatus::Success);
+    assert_eq!(
+        engine.wait_timeout(&id, WAIT).await.unwrap().status,
+        TaskStatus::Success
+    );
     worker_a.shutdown().await;
     worker_ab.shutdown().await;
 }
@@ -560,12 +876,24 @@ async fn panic_becomes_a_non_retryable_failure(b: TestBackend) {
             Ok(())
         }
     });
-    let engine = b.engine().step(panics).backoff(fast_backoff()).build().unwrap();
+    let engine = b
+        .engine()
+        .step(panics)
+        .backoff(fast_backoff())
+        .build()
+        .unwrap();
     let worker = engine.worker().start().await.unwrap();
-    let options = StepOptions { max_retries: 3, ..Default::default() };
+    let options = StepOptions {
+        max_retries: 3,
+        ..Default::default()
+    };
     let done = run_to_end(&engine, task("t", [step_with("a", "panics", options)])).await;
     assert_eq!(done.status, TaskStatus::Failure);
-    assert!(done.steps[0].message.contains("panic: kaboom at attempt 1"), "{}", done.steps[0].message);
+    assert!(
+        done.steps[0].message.contains("panic: kaboom at attempt 1"),
+        "{}",
+        done.steps[0].message
+    );
     assert_eq!(calls.get("attempt"), 1, "a panic is not retried");
     worker.shutdown().await;
 }
@@ -574,71 +902,150 @@ async fn template_error_names_step_and_param(b: TestBackend) {
     let calls = Calls::default();
     let engine = b.engine().step(recorder("rec", &calls)).build().unwrap();
     let worker = engine.worker().start().await.unwrap();
-    let t = task("t", [step("hello", "rec").param("greeting", "hi {{ common.nobody }}")]);
+    let t = task(
+        "t",
+        [step("hello", "rec").param("greeting", "hi {{ common.nobody }}")],
+    );
     let done = run_to_end(&engine, t).await;
     assert_eq!(done.status, TaskStatus::Failure);
     let message = &done.steps[0].message;
-    assert!(message.contains("step `hello`: param `greeting`: template error"), "{message}");
+    assert!(
+        message.contains("step `hello`: param `greeting`: template error"),
+        "{message}"
+    );
     assert!(message.contains("undefined"), "{message}");
     assert_eq!(calls.get("hello"), 0);
-    let bad_syntax = task("t", [step("hello", "rec").param("greeting", "hi {{ common.x ")]);
+    let bad_syntax = task(
+        "t",
+        [step("hello", "rec").param("greeting", "hi {{ common.x ")],
+    );
     let err = engine.dispatch(bad_syntax).await.unwrap_err();
-    assert!(err.to_string().contains("step `hello`: param `greeting`: template error"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("step `hello`: param `greeting`: template error"),
+        "{err}"
+    );
     worker.shutdown().await;
 }
 
 async fn templates_see_outputs_and_custom_filters(b: TestBackend) {
-    let produce = step_fn("produce", |_ctx| async { Ok(serde_json::json!({"url": "http://svc", "n": 2})) });
-    let echo = step_fn("echo", |ctx| async move { Ok(ctx.param("text").unwrap().to_owned()) });
-    let engine = b.engine().step(produce).step(echo)
+    let produce = step_fn("produce", |_ctx| async {
+        Ok(serde_json::json!({"url": "http://svc", "n": 2}))
+    });
+    let echo = step_fn("echo", |ctx| async move {
+        Ok(ctx.param("text").unwrap().to_owned())
+    });
+    let engine = b
+        .engine()
+        .step(produce)
+        .step(echo)
         .filter("shout", |s: String| s.to_uppercase())
         .function("twice", |n: i64| n * 2)
-        .build().unwrap();
+        .build()
+        .unwrap();
     let worker = engine.worker().start().await.unwrap();
     let text = "{{ steps.p.output.url | shout }} {{ twice(steps.p.output.n) }} {{ task.name }} {{ params.who }}";
-    let mut t = task("named", [step("p", "produce"), step("e", "echo").param("text", text)]);
+    let mut t = task(
+        "named",
+        [step("p", "produce"), step("e", "echo").param("text", text)],
+    );
     t.set_common_param("who", "ops");
     let done = run_to_end(&engine, t).await;
     assert_eq!(done.status, TaskStatus::Success, "{}", done.message);
-    assert_eq!(done.steps[1].output, Some(serde_json::json!("HTTP://SVC 4 named ops")));
+    assert_eq!(
+        done.steps[1].output,
+        Some(serde_json::json!("HTTP://SVC 4 named ops"))
+    );
     worker.shutdown().await;
 }
 
 async fn delays_are_relative_to_the_previous_step(b: TestBackend) {
-    let engine = b.engine().step(step_fn("ok", |_ctx| async { Ok(()) })).build().unwrap();
+    let engine = b
+        .engine()
+        .step(step_fn("ok", |_ctx| async { Ok(()) }))
+        .build()
+        .unwrap();
     let worker = engine.worker().start().await.unwrap();
-    let delayed = StepOptions { delay_seconds: 1, ..Default::default() };
+    let delayed = StepOptions {
+        delay_seconds: 1,
+        ..Default::default()
+    };
     let eta = chrono::Utc::now() + chrono::Duration::seconds(1);
-    let at = StepOptions { eta: Some(eta), ..Default::default() };
-    let done = run_to_end(&engine, task("t", [step("a", "ok"), step_with("b", "ok", delayed), step_with("c", "ok", at)])).await;
+    let at = StepOptions {
+        eta: Some(eta),
+        ..Default::default()
+    };
+    let done = run_to_end(
+        &engine,
+        task(
+            "t",
+            [
+                step("a", "ok"),
+                step_with("b", "ok", delayed),
+                step_with("c", "ok", at),
+            ],
+        ),
+    )
+    .await;
     assert_eq!(done.status, TaskStatus::Success);
     let gap = done.steps[1].start.unwrap() - done.steps[0].end.unwrap();
-    assert!(gap >= chrono::Duration::seconds(1), "b started {gap} after a ended");
-    assert!(done.steps[2].start.unwrap() >= eta, "c started before its ETA");
+    assert!(
+        gap >= chrono::Duration::seconds(1),
+        "b started {gap} after a ended"
+    );
+    assert!(
+        done.steps[2].start.unwrap() >= eta,
+        "c started before its ETA"
+    );
     worker.shutdown().await;
 }
 
 async fn long_polling_step_is_cancellable(b: TestBackend) {
-    use taskflow::poll::{poll_until, Poll};
+    use taskflow::poll::{Poll, poll_until};
     let polls = Arc::new(AtomicUsize::new(0));
     let p = polls.clone();
     let poller = step_fn("poller", move |ctx| {
         let p = p.clone();
         async move {
-            let target: usize = ctx.param("until").unwrap().parse().map_err(StepError::fatal)?;
+            let target: usize = ctx
+                .param("until")
+                .unwrap()
+                .parse()
+                .map_err(StepError::fatal)?;
             poll_until(&ctx.cancellation_token(), Duration::from_millis(5), || {
                 let n = p.fetch_add(1, Ordering::SeqCst) + 1;
-                async move { Ok(if n >= target { Poll::Done(n) } else { Poll::Pending }) }
+                async move {
+                    Ok(if n >= target {
+                        Poll::Done(n)
+                    } else {
+                        Poll::Pending
+                    })
+                }
             })
             .await
         }
     });
-    let engine = b.engine().step(poller).cancel_grace(Duration::from_secs(30)).build().unwrap();
+    let engine = b
+        .engine()
+        .step(poller)
+        .cancel_grace(Duration::from_secs(30))
+        .build()
+        .unwrap();
     let worker = engine.worker().start().await.unwrap();
-    let done = run_to_end(&engine, task("t", [step("a", "poller").param("until", "3")])).await;
+    let done = run_to_end(
+        &engine,
+        task("t", [step("a", "poller").param("until", "3")]),
+    )
+    .await;
     assert_eq!(done.steps[0].output, Some(serde_json::json!(3)));
     // A poll that never finishes stops when the task is cancelled (within the grace period, not after it).
-    let id = engine.dispatch(task("t", [step("a", "poller").param("until", "1000000000")])).await.unwrap();
+    let id = engine
+        .dispatch(task(
+            "t",
+            [step("a", "poller").param("until", "1000000000")],
+        ))
+        .await
+        .unwrap();
     while polls.load(Ordering::SeqCst) < 5 {
         tokio::task::yield_now().await;
     }
@@ -654,8 +1061,14 @@ async fn long_polling_step_is_cancellable(b: TestBackend) {
 }
 
 async fn listing_filters_sorts_and_pages(b: TestBackend) {
-    let engine = b.engine().step(step_fn("ok", |_ctx| async { Ok(()) }))
-        .step(step_fn("boom", |_ctx| async { Err::<(), _>(StepError::fatal("x")) })).build().unwrap();
+    let engine = b
+        .engine()
+        .step(step_fn("ok", |_ctx| async { Ok(()) }))
+        .step(step_fn("boom", |_ctx| async {
+            Err::<(), _>(StepError::fatal("x"))
+        }))
+        .build()
+        .unwrap();
     let worker = engine.worker().start().await.unwrap();
     let mut ids = Vec::new();
     for i in 0..12 {
@@ -666,54 +1079,122 @@ async fn listing_filters_sorts_and_pages(b: TestBackend) {
             task_index_type: "cluster".into(),
             creator: if i < 6 { "alice" } else { "bob" }.into(),
         };
-        let t = Task::new(info, TaskOptions::default()).with_step(step("a", if i % 4 == 0 { "boom" } else { "ok" }));
+        let t = Task::new(info, TaskOptions::default())
+            .with_step(step("a", if i % 4 == 0 { "boom" } else { "ok" }));
         ids.push(engine.dispatch(t).await.unwrap());
     }
     for id in &ids {
         engine.wait_timeout(id, WAIT).await.unwrap();
     }
-    let page = engine.list(&TaskQuery::default().task_type("even")).await.unwrap();
+    let page = engine
+        .list(&TaskQuery::default().task_type("even"))
+        .await
+        .unwrap();
     assert_eq!(page.total, 6);
-    let page = engine.list(&TaskQuery::default().index("cluster-1").index_type("cluster")).await.unwrap();
+    let page = engine
+        .list(
+            &TaskQuery::default()
+                .index("cluster-1")
+                .index_type("cluster"),
+        )
+        .await
+        .unwrap();
     assert_eq!(page.total, 4);
-    let page = engine.list(&TaskQuery::default().status(TaskStatus::Failure)).await.unwrap();
+    let page = engine
+        .list(&TaskQuery::default().status(TaskStatus::Failure))
+        .await
+        .unwrap();
     assert_eq!(page.total, 3);
-    let page = engine.list(&TaskQuery::default().statuses([TaskStatus::Failure, TaskStatus::Success])).await.unwrap();
+    let page = engine
+        .list(&TaskQuery::default().statuses([TaskStatus::Failure, TaskStatus::Success]))
+        .await
+        .unwrap();
     assert_eq!(page.total, 12);
-    let page = engine.list(&TaskQuery::default().creator("bob").task_type("odd")).await.unwrap();
+    let page = engine
+        .list(&TaskQuery::default().creator("bob").task_type("odd"))
+        .await
+        .unwrap();
     assert_eq!(page.total, 3);
     let sorted = TaskQuery::default().sort_by(taskflow::SortField::TaskName, false);
     let page = engine.list(&sorted.clone().page(10, 5)).await.unwrap();
     assert_eq!(page.total, 12);
     let names: Vec<&str> = page.items.iter().map(|t| t.task_name.as_str()).collect();
     assert_eq!(names, ["task-10", "task-11"]);
-    let all = engine.list(&TaskQuery::default().page(0, 100)).await.unwrap();
+    let all = engine
+        .list(&TaskQuery::default().page(0, 100))
+        .await
+        .unwrap();
     let created: Vec<_> = all.items.iter().map(|t| t.created_at).collect();
-    assert!(created.windows(2).all(|w| w[0] >= w[1]), "newest first by default");
+    assert!(
+        created.windows(2).all(|w| w[0] >= w[1]),
+        "newest first by default"
+    );
     let future = chrono::Utc::now() + chrono::Duration::hours(1);
-    let none = engine.list(&TaskQuery::default().created_between(Some(future), None)).await.unwrap();
+    let none = engine
+        .list(&TaskQuery::default().created_between(Some(future), None))
+        .await
+        .unwrap();
     assert_eq!(none.total, 0);
     worker.shutdown().await;
 }
 
 async fn unknown_executor_is_rejected_and_unrunnable_steps_wait(b: TestBackend) {
     let calls = Calls::default();
-    let engine = b.engine().step(recorder("rec", &calls)).step(recorder("special", &calls)).build().unwrap();
-    let err = engine.dispatch(task("t", [step("a", "ghost")])).await.unwrap_err();
-    assert!(err.to_string().contains("executor `ghost`, which is not registered"), "{err}");
+    let engine = b
+        .engine()
+        .step(recorder("rec", &calls))
+        .step(recorder("special", &calls))
+        .build()
+        .unwrap();
+    let err = engine
+        .dispatch(task("t", [step("a", "ghost")]))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("executor `ghost`, which is not registered"),
+        "{err}"
+    );
     let general = engine.worker().executors(["rec"]).start().await.unwrap();
-    let id = engine.dispatch(task("t", [step("a", "rec"), step("b", "special")])).await.unwrap();
-    let other = engine.dispatch(task("t", [step("a", "rec")])).await.unwrap();
-    assert_eq!(engine.wait_timeout(&other, WAIT).await.unwrap().status, TaskStatus::Success);
+    let id = engine
+        .dispatch(task("t", [step("a", "rec"), step("b", "special")]))
+        .await
+        .unwrap();
+    let other = engine
+        .dispatch(task("t", [step("a", "rec")]))
+        .await
+        .unwrap();
+    assert_eq!(
+        engine.wait_timeout(&other, WAIT).await.unwrap().status,
+        TaskStatus::Success
+    );
     // Wait until `a` is done: `b` now waits for a worker that runs `special`.
     let mut task = engine.get(&id).await.unwrap();
     while task.current_step != "b" {
-        task = engine.backend().wait_change(&id, 0).await.unwrap().unwrap().value;
+        task = engine
+            .backend()
+            .wait_change(&id, 0)
+            .await
+            .unwrap()
+            .unwrap()
+            .value;
     }
     assert_eq!(task.status, TaskStatus::Running);
-    assert_eq!(task.steps[1].status, StepStatus::NotStarted, "no worker claims a step it cannot run");
-    let special = engine.worker().executors(["special"]).start().await.unwrap();
-    assert_eq!(engine.wait_timeout(&id, WAIT).await.unwrap().status, TaskStatus::Success);
+    assert_eq!(
+        task.steps[1].status,
+        StepStatus::NotStarted,
+        "no worker claims a step it cannot run"
+    );
+    let special = engine
+        .worker()
+        .executors(["special"])
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(
+        engine.wait_timeout(&id, WAIT).await.unwrap().status,
+        TaskStatus::Success
+    );
     general.shutdown().await;
     special.shutdown().await;
 }
@@ -732,16 +1213,25 @@ async fn graceful_shutdown_finishes_or_releases_steps(b: TestBackend) {
     let engine = b.engine().step(gated).build().unwrap();
     // A step that finishes within the grace period is committed.
     let worker = engine.worker().start().await.unwrap();
-    let first = engine.dispatch(task("t", [step("a", "gated")])).await.unwrap();
+    let first = engine
+        .dispatch(task("t", [step("a", "gated")]))
+        .await
+        .unwrap();
     started_rx.recv().await.unwrap();
     let shutdown = tokio::spawn(worker.shutdown_within(Duration::from_secs(30)));
     go_tx.send(true).unwrap();
     shutdown.await.unwrap();
-    assert_eq!(engine.get(&first).await.unwrap().status, TaskStatus::Success);
+    assert_eq!(
+        engine.get(&first).await.unwrap().status,
+        TaskStatus::Success
+    );
     // A step that outlives the grace period is dropped and released; another worker runs it again.
     go_tx.send(false).unwrap();
     let worker = engine.worker().start().await.unwrap();
-    let second = engine.dispatch(task("t", [step("a", "gated")])).await.unwrap();
+    let second = engine
+        .dispatch(task("t", [step("a", "gated")]))
+        .await
+        .unwrap();
     started_rx.recv().await.unwrap();
     worker.shutdown_within(Duration::from_millis(50)).await;
     let released = engine.get(&second).await.unwrap();
@@ -767,18 +1257,30 @@ async fn a_thousand_concurrent_tasks(b: TestBackend) {
             Ok(())
         }
     });
-    let fail = step_fn("fail", |_ctx| async { Err::<(), _>(StepError::fatal("planned")) });
+    let fail = step_fn("fail", |_ctx| async {
+        Err::<(), _>(StepError::fatal("planned"))
+    });
     let engine = b.engine().step(work).step(fail).build().unwrap();
     let worker = engine.worker().concurrency(256).start().await.unwrap();
     let tasks: Vec<Task> = (0..1000)
         .map(|i| {
             let last = if i % 10 == 0 { "fail" } else { "work" };
-            task(&format!("t{i}"), [step("a", "work"), step("b", "work"), step("c", last)])
+            task(
+                &format!("t{i}"),
+                [step("a", "work"), step("b", "work"), step("c", last)],
+            )
         })
         .collect();
     let ids: Vec<String> = futures::future::join_all(tasks.into_iter().map(|t| engine.dispatch(t)))
-        .await.into_iter().map(Result::unwrap).collect();
-    let results = futures::future::join_all(ids.iter().map(|id| engine.wait_timeout(id, Duration::from_secs(300)))).await;
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let results = futures::future::join_all(
+        ids.iter()
+            .map(|id| engine.wait_timeout(id, Duration::from_secs(300))),
+    )
+    .await;
     let mut failures = 0;
     for (i, result) in results.into_iter().enumerate() {
         let done = result.unwrap();

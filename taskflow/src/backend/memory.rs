@@ -1,8 +1,8 @@
 //! The embedded in-memory backend: the same contract as etcd, in one process, without persistence.
 
 use super::{
-    Backend, ClaimToken, Claimed, Commit, FeedEvent, Message, Session, Stored, TaskPage, TaskQuery, Transition,
-    WorkerSpec,
+    Backend, ClaimToken, Claimed, Commit, FeedEvent, Message, Session, Stored, TaskPage, TaskQuery,
+    Transition, WorkerSpec,
 };
 use crate::error::BackendError;
 use crate::model::Task;
@@ -43,11 +43,16 @@ impl Default for MemoryBackend {
 impl MemoryBackend {
     /// An empty backend.
     pub fn new() -> Self {
-        Self { state: Arc::default(), revision: watch::Sender::new(0) }
+        Self {
+            state: Arc::default(),
+            revision: watch::Sender::new(0),
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn bump(&self, state: &mut State) -> u64 {
@@ -78,8 +83,12 @@ impl State {
     }
 
     fn release_claims_of(&mut self, session: u64) {
-        let released: Vec<String> =
-            self.claims.iter().filter(|(_, (owner, _))| *owner == session).map(|(task, _)| task.clone()).collect();
+        let released: Vec<String> = self
+            .claims
+            .iter()
+            .filter(|(_, (owner, _))| *owner == session)
+            .map(|(task, _)| task.clone())
+            .collect();
         for task_id in released {
             self.claims.remove(&task_id);
             self.announce(&task_id);
@@ -99,7 +108,13 @@ impl Backend for MemoryBackend {
             return Err(BackendError::AlreadyExists(task.task_id.clone()));
         }
         let revision = self.bump(&mut state);
-        state.tasks.insert(task.task_id.clone(), Stored { value: task.clone(), revision });
+        state.tasks.insert(
+            task.task_id.clone(),
+            Stored {
+                value: task.clone(),
+                revision,
+            },
+        );
         if let Some(message) = Message::of(task) {
             state.messages.insert(task.task_id.clone(), message);
             state.announce(&task.task_id);
@@ -112,7 +127,12 @@ impl Backend for MemoryBackend {
     }
 
     async fn list(&self, query: &TaskQuery) -> Result<TaskPage, BackendError> {
-        let tasks: Vec<Task> = self.state().tasks.values().map(|s| s.value.clone()).collect();
+        let tasks: Vec<Task> = self
+            .state()
+            .tasks
+            .values()
+            .map(|s| s.value.clone())
+            .collect();
         Ok(query.apply(tasks))
     }
 
@@ -123,20 +143,31 @@ impl Backend for MemoryBackend {
         if current != Some(t.expected_revision) {
             return Ok(Commit::Conflict);
         }
-        if let Some(token) = &t.claim {
-            if state.claims.get(&task_id).map(|(_, fence)| *fence) != Some(token.fence) {
-                return Ok(Commit::Conflict);
-            }
+        if let Some(token) = &t.claim
+            && state.claims.get(&task_id).map(|(_, fence)| *fence) != Some(token.fence)
+        {
+            return Ok(Commit::Conflict);
         }
         let revision = self.bump(&mut state);
         let next = Message::of(&t.task);
-        state.tasks.insert(task_id.clone(), Stored { value: t.task, revision });
+        state.tasks.insert(
+            task_id.clone(),
+            Stored {
+                value: t.task,
+                revision,
+            },
+        );
         let old = state.messages.remove(&task_id);
-        if let Some(old) = old.as_ref().or(t.previous.as_ref()) {
-            if next.as_ref() != Some(old) {
-                let old = old.clone();
-                state.send(&old, &FeedEvent::Remove { task_id: task_id.clone() });
-            }
+        if let Some(old) = old.as_ref().or(t.previous.as_ref())
+            && next.as_ref() != Some(old)
+        {
+            let old = old.clone();
+            state.send(
+                &old,
+                &FeedEvent::Remove {
+                    task_id: task_id.clone(),
+                },
+            );
         }
         if let Some(next) = next {
             state.messages.insert(task_id.clone(), next);
@@ -147,12 +178,18 @@ impl Backend for MemoryBackend {
         state.announce(&task_id);
         if t.cancel {
             let event = FeedEvent::Cancel { task_id };
-            state.sessions.retain(|_, session| session.feed.send(event.clone()).is_ok());
+            state
+                .sessions
+                .retain(|_, session| session.feed.send(event.clone()).is_ok());
         }
         Ok(Commit::Applied { revision })
     }
 
-    async fn wait_change(&self, task_id: &str, after: u64) -> Result<Option<Stored<Task>>, BackendError> {
+    async fn wait_change(
+        &self,
+        task_id: &str,
+        after: u64,
+    ) -> Result<Option<Stored<Task>>, BackendError> {
         let mut revisions = self.revision.subscribe();
         loop {
             match self.state().tasks.get(task_id) {
@@ -182,7 +219,13 @@ impl Backend for MemoryBackend {
             .collect();
         let _ = feed.send(FeedEvent::Snapshot(snapshot));
         state.sessions.insert(id, SessionEntry { spec, feed });
-        Ok((Arc::new(MemorySession { backend: self.clone(), id }), rx))
+        Ok((
+            Arc::new(MemorySession {
+                backend: self.clone(),
+                id,
+            }),
+            rx,
+        ))
     }
 }
 
@@ -199,15 +242,25 @@ impl Session for MemorySession {
         if !state.sessions.contains_key(&self.id) {
             return Err(BackendError::SessionClosed("session closed".to_owned()));
         }
-        if state.claims.contains_key(&message.task_id) || state.messages.get(&message.task_id) != Some(message) {
+        if state.claims.contains_key(&message.task_id)
+            || state.messages.get(&message.task_id) != Some(message)
+        {
             return Ok(None);
         }
         let Some(stored) = state.tasks.get(&message.task_id).cloned() else {
             return Ok(None);
         };
         let fence = self.backend.bump(&mut state);
-        state.claims.insert(message.task_id.clone(), (self.id, fence));
-        Ok(Some(Claimed { token: ClaimToken { task_id: message.task_id.clone(), fence }, task: Ok(stored) }))
+        state
+            .claims
+            .insert(message.task_id.clone(), (self.id, fence));
+        Ok(Some(Claimed {
+            token: ClaimToken {
+                task_id: message.task_id.clone(),
+                fence,
+            },
+            task: Ok(stored),
+        }))
     }
 
     async fn release(&self, token: &ClaimToken) -> Result<(), BackendError> {

@@ -7,9 +7,9 @@
 //! [`Transition`]: the new document, guarded by the revision they read and by their claim, which atomically replaces
 //! the task's message. See `ARCHITECTURE.md` for the full contract.
 
-pub mod memory;
 #[cfg(feature = "etcd")]
 pub mod etcd;
+pub mod memory;
 
 mod query;
 
@@ -84,19 +84,26 @@ impl Message {
                 .unwrap_or_else(Route::default_queue);
             return Some(Message {
                 task_id: task.task_id.clone(),
-                work: Work::Callback { callback: task.callback_name.clone() },
+                work: Work::Callback {
+                    callback: task.callback_name.clone(),
+                },
                 route,
                 due: DateTime::<Utc>::UNIX_EPOCH,
                 deadline: None,
             });
         }
         let step = task.step(&task.current_step)?;
-        if matches!(step.status, StepStatus::Success) || (step.status == StepStatus::Failure && step.skipped) {
+        if matches!(step.status, StepStatus::Success)
+            || (step.status == StepStatus::Failure && step.skipped)
+        {
             return None;
         }
         Some(Message {
             task_id: task.task_id.clone(),
-            work: Work::Step { step: step.name.clone(), executor: step.executor.clone() },
+            work: Work::Step {
+                step: step.name.clone(),
+                executor: step.executor.clone(),
+            },
             route: task.route_of(step),
             due: step.due_at.unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
             deadline: task.deadline(),
@@ -257,7 +264,11 @@ pub trait Backend: Send + Sync + 'static {
     async fn commit(&self, transition: Transition) -> Result<Commit, BackendError>;
 
     /// Waits until the task's revision is greater than `after` and returns it (`None` if the task was deleted).
-    async fn wait_change(&self, task_id: &str, after: u64) -> Result<Option<Stored<Task>>, BackendError>;
+    async fn wait_change(
+        &self,
+        task_id: &str,
+        after: u64,
+    ) -> Result<Option<Stored<Task>>, BackendError>;
 
     /// Opens a worker session and its feed. The feed starts with a [`FeedEvent::Snapshot`].
     async fn open_session(

@@ -125,7 +125,11 @@ impl TaskQuery {
     }
 
     /// Only tasks created in `[after, before]` (either bound optional).
-    pub fn created_between(mut self, after: Option<DateTime<Utc>>, before: Option<DateTime<Utc>>) -> Self {
+    pub fn created_between(
+        mut self,
+        after: Option<DateTime<Utc>>,
+        before: Option<DateTime<Utc>>,
+    ) -> Self {
         self.created_after = after;
         self.created_before = before;
         self
@@ -156,8 +160,12 @@ impl TaskQuery {
             && eq(&self.task_index_type, &task.task_index_type)
             && eq(&self.creator, &task.creator)
             && (self.statuses.is_empty() || self.statuses.contains(&task.status))
-            && self.created_after.is_none_or(|after| task.created_at.is_some_and(|c| c >= after))
-            && self.created_before.is_none_or(|before| task.created_at.is_some_and(|c| c <= before))
+            && self
+                .created_after
+                .is_none_or(|after| task.created_at.is_some_and(|c| c >= after))
+            && self
+                .created_before
+                .is_none_or(|before| task.created_at.is_some_and(|c| c <= before))
     }
 
     /// Compares two tasks in the query's order (ties broken by task id).
@@ -172,7 +180,11 @@ impl TaskQuery {
             SortField::TaskIndex => a.task_index.cmp(&b.task_index),
         }
         .then_with(|| a.task_id.cmp(&b.task_id));
-        if self.descending { ordering.reverse() } else { ordering }
+        if self.descending {
+            ordering.reverse()
+        } else {
+            ordering
+        }
     }
 
     /// Filters, sorts and pages a set of tasks.
@@ -180,7 +192,11 @@ impl TaskQuery {
         let mut matches: Vec<Task> = tasks.into_iter().filter(|t| self.matches(t)).collect();
         matches.sort_by(|a, b| self.compare(a, b));
         let total = matches.len();
-        let items = matches.into_iter().skip(self.offset).take(self.limit).collect();
+        let items = matches
+            .into_iter()
+            .skip(self.offset)
+            .take(self.limit)
+            .collect();
         TaskPage { total, items }
     }
 }

@@ -28,12 +28,20 @@ impl Default for Backoff {
 impl Backoff {
     /// Fibonacci multiples of `unit`: 1, 2, 3, 5, 8, 13, ... units.
     pub fn fibonacci(unit: Duration) -> Self {
-        Self { kind: Kind::Fibonacci, unit, cap: Duration::from_secs(3600) }
+        Self {
+            kind: Kind::Fibonacci,
+            unit,
+            cap: Duration::from_secs(3600),
+        }
     }
 
     /// The same delay before every retry.
     pub fn fixed(delay: Duration) -> Self {
-        Self { kind: Kind::Fixed, unit: delay, cap: Duration::MAX }
+        Self {
+            kind: Kind::Fixed,
+            unit: delay,
+            cap: Duration::MAX,
+        }
     }
 
     /// Never wait longer than `cap`.
@@ -70,8 +78,17 @@ mod tests {
         let b = Backoff::default();
         let secs: Vec<u64> = (0..=10).map(|n| b.delay(n).as_secs()).collect();
         assert_eq!(secs, [1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144]);
-        assert_eq!(b.with_cap(Duration::from_secs(10)).delay(9), Duration::from_secs(10));
-        assert_eq!(Backoff::fixed(Duration::from_millis(5)).delay(7), Duration::from_millis(5));
-        assert_eq!(Backoff::default().delay(u32::MAX), Duration::from_secs(3600));
+        assert_eq!(
+            b.with_cap(Duration::from_secs(10)).delay(9),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            Backoff::fixed(Duration::from_millis(5)).delay(7),
+            Duration::from_millis(5)
+        );
+        assert_eq!(
+            Backoff::default().delay(u32::MAX),
+            Duration::from_secs(3600)
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! The client API of the engine: dispatch, get, list, wait, retry, cancel.
 
-use super::{machine, Engine, RetryRequest};
+use super::{Engine, RetryRequest, machine};
 use crate::backend::{Commit, Message, Stored, TaskPage, TaskQuery, Transition};
 use crate::error::{BackendError, Error, Result};
 use crate::model::{Task, TaskStatus};
@@ -25,12 +25,21 @@ impl Engine {
         if let Some(first) = task.step_mut(&task.current_step.clone()) {
             first.due_at = machine::due_time(first, now);
         }
-        self.inner.backend.create(&task).await.map_err(|e| match e {
-            BackendError::TooLarge { size, limit } => Error::TooLarge { task_id: task.task_id.clone(), size, limit },
-            other => Error::Backend(other),
-        })?;
+        self.inner
+            .backend
+            .create(&task)
+            .await
+            .map_err(|e| match e {
+                BackendError::TooLarge { size, limit } => Error::TooLarge {
+                    task_id: task.task_id.clone(),
+                    size,
+                    limit,
+                },
+                other => Error::Backend(other),
+            })?;
         tracing::debug!(task_id = %task.task_id, task_type = %task.task_type, "task dispatched");
-        metrics::counter!("taskflow_task_dispatched_total", "task_type" => task.task_type.clone()).increment(1);
+        metrics::counter!("taskflow_task_dispatched_total", "task_type" => task.task_type.clone())
+            .increment(1);
         Ok(task.task_id)
     }
 
@@ -40,18 +49,31 @@ impl Engine {
         let mut problems = Vec::new();
         for step in &task.steps {
             if registry.step(&step.executor).is_none() {
-                problems.push(format!("step `{}` runs executor `{}`, which is not registered", step.name, step.executor));
+                problems.push(format!(
+                    "step `{}` runs executor `{}`, which is not registered",
+                    step.name, step.executor
+                ));
             }
             for (key, template) in &step.params {
                 if let Err(e) = self.inner.renderer.check_syntax(template) {
-                    problems.push(format!("step `{}`: param `{key}`: template error: {e}", step.name));
+                    problems.push(format!(
+                        "step `{}`: param `{key}`: template error: {e}",
+                        step.name
+                    ));
                 }
             }
         }
         if !task.callback_name.is_empty() && registry.callback(&task.callback_name).is_none() {
-            problems.push(format!("callback `{}` is not registered", task.callback_name));
+            problems.push(format!(
+                "callback `{}` is not registered",
+                task.callback_name
+            ));
         }
-        if problems.is_empty() { Ok(()) } else { Err(Error::InvalidTask(problems.join("; "))) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::InvalidTask(problems.join("; ")))
+        }
     }
 
     /// Reads a task.
@@ -60,7 +82,11 @@ impl Engine {
     }
 
     async fn stored(&self, task_id: &str) -> Result<Stored<Task>> {
-        self.inner.backend.get(task_id).await?.ok_or_else(|| Error::NotFound(task_id.to_owned()))
+        self.inner
+            .backend
+            .get(task_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(task_id.to_owned()))
     }
 
     /// Lists tasks: filters, sort, page, and the total count of matches.
@@ -86,7 +112,9 @@ impl Engine {
 
     /// [`wait`](Self::wait) with a limit.
     pub async fn wait_timeout(&self, task_id: &str, limit: Duration) -> Result<Task> {
-        tokio::time::timeout(limit, self.wait(task_id)).await.map_err(|_| Error::WaitTimeout(task_id.to_owned()))?
+        tokio::time::timeout(limit, self.wait(task_id))
+            .await
+            .map_err(|_| Error::WaitTimeout(task_id.to_owned()))?
     }
 
     /// Calls `on_change` with every committed state of the task until it has ended (and its callback ran).
@@ -108,7 +136,10 @@ impl Engine {
 
     /// Runs an ended (FAILURE, TIMEOUT, REVOKED; SUCCESS with `force`) task again from a step; see [`RetryRequest`].
     pub async fn retry(&self, task_id: &str, request: RetryRequest) -> Result<Task> {
-        self.update(task_id, "retry", false, |task| machine::retry(task, &request, Utc::now())).await
+        self.update(task_id, "retry", false, |task| {
+            machine::retry(task, &request, Utc::now())
+        })
+        .await
     }
 
     /// Cancels a task: it becomes REVOKED at once, its queued work is dropped, and a step running anywhere is told to

@@ -80,7 +80,13 @@ pub(crate) enum Outcome {
 }
 
 /// Applies the end of an attempt of the step at `index` (the reference's state table, without its bugs).
-pub(crate) fn finish_step(task: &mut Task, index: usize, outcome: Outcome, now: DateTime<Utc>, backoff: &Backoff) {
+pub(crate) fn finish_step(
+    task: &mut Task,
+    index: usize,
+    outcome: Outcome,
+    now: DateTime<Utc>,
+    backoff: &Backoff,
+) {
     task.last_update = Some(now);
     let step = &mut task.steps[index];
     step.end = Some(now);
@@ -107,7 +113,10 @@ pub(crate) fn finish_step(task: &mut Task, index: usize, outcome: Outcome, now: 
             step.status = StepStatus::Failure;
             let retries_left = retryable && step.retry_count < step.max_retries;
             let counts = if step.max_retries > 0 {
-                format!(", retried={}, maxRetries={}", step.retry_count, step.max_retries)
+                format!(
+                    ", retried={}, maxRetries={}",
+                    step.retry_count, step.max_retries
+                )
             } else {
                 String::new()
             };
@@ -115,7 +124,8 @@ pub(crate) fn finish_step(task: &mut Task, index: usize, outcome: Outcome, now: 
             if retries_left {
                 let delay = backoff.delay(step.retry_count);
                 step.retry_count += 1;
-                step.due_at = Some(now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX));
+                step.due_at =
+                    Some(now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX));
                 task.message = format!("step {name} running failed, err={error}{counts}");
             } else if step.skip_on_failed {
                 step.skipped = true;
@@ -148,7 +158,8 @@ fn advance(task: &mut Task, index: usize, now: DateTime<Utc>) {
 /// When a step becomes due once its predecessor ended at `now`: its absolute ETA, else `now` + its delay.
 pub(crate) fn due_time(step: &Step, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     step.eta.or_else(|| {
-        (step.delay_seconds > 0).then(|| now + chrono::Duration::seconds(i64::from(step.delay_seconds)))
+        (step.delay_seconds > 0)
+            .then(|| now + chrono::Duration::seconds(i64::from(step.delay_seconds)))
     })
 }
 
@@ -213,7 +224,11 @@ pub(crate) fn record_callback(task: &mut Task, result: Result<(), String>, now: 
 
 /// Resets a terminal task so that it runs again from a step (see [`RetryRequest`]). Earlier successes and the
 /// variables they wrote stay.
-pub(crate) fn retry(task: &mut Task, request: &RetryRequest, now: DateTime<Utc>) -> Result<(), String> {
+pub(crate) fn retry(
+    task: &mut Task,
+    request: &RetryRequest,
+    now: DateTime<Utc>,
+) -> Result<(), String> {
     if !task.is_terminal() {
         return Err("only an ended task can be retried".to_owned());
     }
@@ -222,7 +237,9 @@ pub(crate) fn retry(task: &mut Task, request: &RetryRequest, now: DateTime<Utc>)
     }
     let mut from = match &request.from {
         RetryFrom::Start => 0,
-        RetryFrom::Step(name) => task.step_index(name).ok_or_else(|| format!("the task has no step `{name}`"))?,
+        RetryFrom::Step(name) => task
+            .step_index(name)
+            .ok_or_else(|| format!("the task has no step `{name}`"))?,
         RetryFrom::FirstFailed => task
             .first_failed_step()
             .and_then(|s| task.step_index(&s.name))
@@ -232,7 +249,10 @@ pub(crate) fn retry(task: &mut Task, request: &RetryRequest, now: DateTime<Utc>)
     if request.skip_failed {
         let step = &mut task.steps[from];
         if step.status != StepStatus::Failure {
-            return Err(format!("step `{}` did not fail ({}); only a failed step can be skipped", step.name, step.status));
+            return Err(format!(
+                "step `{}` did not fail ({}); only a failed step can be skipped",
+                step.name, step.status
+            ));
         }
         step.skipped = true;
         step.message = format!("{} (skipped by a retry)", step.message);
@@ -242,10 +262,10 @@ pub(crate) fn retry(task: &mut Task, request: &RetryRequest, now: DateTime<Utc>)
     for step in &mut task.steps[from.min(len)..] {
         step.reset();
     }
-    if request.skip_on_failed {
-        if let Some(step) = task.steps.get_mut(from) {
-            step.skip_on_failed = true;
-        }
+    if request.skip_on_failed
+        && let Some(step) = task.steps.get_mut(from)
+    {
+        step.skip_on_failed = true;
     }
     task.callback_result = None;
     task.callback_message.clear();
@@ -264,7 +284,11 @@ pub(crate) fn retry(task: &mut Task, request: &RetryRequest, now: DateTime<Utc>)
             task.message = "task retrying".to_owned();
         }
         None => {
-            task.current_step = task.steps.last().map(|s| s.name.clone()).unwrap_or_default();
+            task.current_step = task
+                .steps
+                .last()
+                .map(|s| s.name.clone())
+                .unwrap_or_default();
             task.message = SUCCESS_MESSAGE.to_owned();
             task.start = Some(now);
             end(task, TaskStatus::Success, now);
@@ -285,8 +309,14 @@ mod tests {
 
     fn task(steps: &[(&str, StepOptions)]) -> Task {
         let mut task = Task::new(
-            TaskInfo { task_name: "t".into(), ..Default::default() },
-            TaskOptions { callback: Some("cb".into()), ..Default::default() },
+            TaskInfo {
+                task_name: "t".into(),
+                ..Default::default()
+            },
+            TaskOptions {
+                callback: Some("cb".into()),
+                ..Default::default()
+            },
         );
         for (name, options) in steps {
             task.add_step(Step::new(*name, "exec", options.clone()));
@@ -299,7 +329,10 @@ mod tests {
     }
 
     fn fail(retryable: bool) -> Outcome {
-        Outcome::Failure { error: "boom".into(), retryable }
+        Outcome::Failure {
+            error: "boom".into(),
+            retryable,
+        }
     }
 
     #[test]
@@ -314,7 +347,10 @@ mod tests {
         finish_step(&mut t, 1, ok(), now(), &Backoff::default());
         assert_eq!(t.status, TaskStatus::Success);
         assert_eq!(t.message, SUCCESS_MESSAGE);
-        assert!(matches!(Message::of(&t).unwrap().work, crate::backend::Work::Callback { .. }));
+        assert!(matches!(
+            Message::of(&t).unwrap().work,
+            crate::backend::Work::Callback { .. }
+        ));
         record_callback(&mut t, Err("nope".into()), now());
         assert_eq!(t.status, TaskStatus::Failure);
         assert_eq!(t.message, "callback `cb` failed: nope");
@@ -323,7 +359,13 @@ mod tests {
 
     #[test]
     fn retryable_failures_back_off_then_fail_the_task() {
-        let mut t = task(&[("a", StepOptions { max_retries: 2, ..Default::default() })]);
+        let mut t = task(&[(
+            "a",
+            StepOptions {
+                max_retries: 2,
+                ..Default::default()
+            },
+        )]);
         for round in 0..3 {
             start_step(&mut t, 0, now());
             finish_step(&mut t, 0, fail(true), now(), &Backoff::default());
@@ -336,13 +378,23 @@ mod tests {
         }
         assert_eq!(t.status, TaskStatus::Failure);
         assert_eq!(t.steps[0].attempt, 3);
-        assert_eq!(t.message, "step a running failed, err=boom, retried=2, maxRetries=2");
+        assert_eq!(
+            t.message,
+            "step a running failed, err=boom, retried=2, maxRetries=2"
+        );
     }
 
     #[test]
     fn fatal_failures_skip_retries_and_skip_on_failed_continues() {
         let mut t = task(&[
-            ("a", StepOptions { max_retries: 5, skip_on_failed: true, ..Default::default() }),
+            (
+                "a",
+                StepOptions {
+                    max_retries: 5,
+                    skip_on_failed: true,
+                    ..Default::default()
+                },
+            ),
             ("b", StepOptions::default()),
         ]);
         start_step(&mut t, 0, now());
@@ -355,23 +407,41 @@ mod tests {
 
     #[test]
     fn deadline_times_out_a_waiting_task() {
-        let mut t = task(&[("a", StepOptions { max_retries: 3, ..Default::default() })]);
+        let mut t = task(&[(
+            "a",
+            StepOptions {
+                max_retries: 3,
+                ..Default::default()
+            },
+        )]);
         t.max_execution_seconds = 1;
         start_step(&mut t, 0, now());
         finish_step(&mut t, 0, fail(true), now(), &Backoff::default());
         let later = now() + chrono::Duration::seconds(2);
-        let Plan::Commit(timed_out) = plan(&t, "a", later, true) else { panic!("expected a timeout") };
+        let Plan::Commit(timed_out) = plan(&t, "a", later, true) else {
+            panic!("expected a timeout")
+        };
         assert_eq!(timed_out.status, TaskStatus::Timeout);
         assert_eq!(timed_out.steps[0].message, TIMEOUT_MESSAGE);
     }
 
     #[test]
     fn retry_resets_from_the_failed_step_and_keeps_earlier_successes() {
-        let mut t = task(&[("a", StepOptions::default()), ("b", StepOptions::default()), ("c", Default::default())]);
+        let mut t = task(&[
+            ("a", StepOptions::default()),
+            ("b", StepOptions::default()),
+            ("c", Default::default()),
+        ]);
         start_step(&mut t, 0, now());
         let mut writes = Writes::default();
         writes.common.insert("x".into(), "1".into());
-        finish_step(&mut t, 0, Outcome::Success(Value::from(7), writes), now(), &Backoff::default());
+        finish_step(
+            &mut t,
+            0,
+            Outcome::Success(Value::from(7), writes),
+            now(),
+            &Backoff::default(),
+        );
         start_step(&mut t, 1, now());
         finish_step(&mut t, 1, fail(false), now(), &Backoff::default());
         record_callback(&mut t, Ok(()), now());
@@ -386,7 +456,10 @@ mod tests {
         assert_eq!(t.steps[1].status, StepStatus::NotStarted);
         assert_eq!(t.callback_result, None);
         assert_eq!(t.start, None);
-        assert!(retry(&mut t, &RetryRequest::default(), now()).is_err(), "a running task cannot be retried");
+        assert!(
+            retry(&mut t, &RetryRequest::default(), now()).is_err(),
+            "a running task cannot be retried"
+        );
     }
 
     #[test]
@@ -409,6 +482,9 @@ mod tests {
         assert_eq!(t.steps[0].status, StepStatus::Failure);
         assert_eq!(t.steps[0].message, REVOKED_MESSAGE);
         assert_eq!(t.updater, "admin");
-        assert_eq!(plan(&t, "a", now(), true), Plan::Commit(Box::new(t.clone())));
+        assert_eq!(
+            plan(&t, "a", now(), true),
+            Plan::Commit(Box::new(t.clone()))
+        );
     }
 }

@@ -8,8 +8,8 @@ mod worker;
 pub use backoff::Backoff;
 pub use worker::{Worker, WorkerBuilder};
 
-use crate::backend::memory::MemoryBackend;
 use crate::backend::Backend;
+use crate::backend::memory::MemoryBackend;
 use crate::callback::Callback;
 use crate::error::Result;
 use crate::flow::TaskMgr;
@@ -141,7 +141,10 @@ impl EngineBuilder {
     }
 
     /// Gives direct access to the template environment (globals, tests, custom syntax).
-    pub fn templates(mut self, configure: impl FnOnce(&mut minijinja::Environment<'static>)) -> Self {
+    pub fn templates(
+        mut self,
+        configure: impl FnOnce(&mut minijinja::Environment<'static>),
+    ) -> Self {
         configure(self.renderer.environment_mut());
         self
     }
@@ -160,9 +163,15 @@ impl EngineBuilder {
 
     /// Validates the registry (one error listing every problem) and builds the engine.
     pub fn build(self) -> Result<Engine> {
-        let registry = if self.inventory { self.registry.with_inventory() } else { self.registry };
+        let registry = if self.inventory {
+            self.registry.with_inventory()
+        } else {
+            self.registry
+        };
         let registry = registry.build()?;
-        let backend = self.backend.unwrap_or_else(|| Arc::new(MemoryBackend::new()));
+        let backend = self
+            .backend
+            .unwrap_or_else(|| Arc::new(MemoryBackend::new()));
         Ok(Engine {
             inner: Arc::new(Inner {
                 backend,

@@ -4,10 +4,11 @@
 //! task is driven step after step by the same tokio task while the next step is due at once and runnable here (its
 //! claim is kept, and the next step is marked started in the same commit that records the previous one).
 
-use super::machine::{self, Outcome, Plan};
 use super::Engine;
+use super::machine::{self, Outcome, Plan};
 use crate::backend::{
-    Claimed, ClaimToken, Commit, CorruptTask, FeedEvent, Message, Session, Stored, Transition, Work, WorkerSpec,
+    ClaimToken, Claimed, Commit, CorruptTask, FeedEvent, Message, Session, Stored, Transition,
+    Work, WorkerSpec,
 };
 use crate::callback::TaskOutcome;
 use crate::context::StepContext;
@@ -20,7 +21,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -40,7 +41,10 @@ impl WorkerBuilder {
     pub(super) fn new(engine: Engine) -> Self {
         Self {
             engine,
-            node: std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "local".to_owned()),
+            node: std::env::var("HOSTNAME")
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "local".to_owned()),
             queues: vec![crate::model::Route::DEFAULT_QUEUE.to_owned()],
             concurrency: 64,
             executors: None,
@@ -92,8 +96,12 @@ impl WorkerBuilder {
             worker_id: format!("{}-{}", self.node, uuid::Uuid::new_v4().simple()),
             node: self.node,
             queues: self.queues,
-            executors: self.executors.unwrap_or_else(|| registry.step_names().map(str::to_owned).collect()),
-            callbacks: self.callbacks.unwrap_or_else(|| registry.callback_names().map(str::to_owned).collect()),
+            executors: self
+                .executors
+                .unwrap_or_else(|| registry.step_names().map(str::to_owned).collect()),
+            callbacks: self
+                .callbacks
+                .unwrap_or_else(|| registry.callback_names().map(str::to_owned).collect()),
         };
         let (session, feed) = self.engine.inner.backend.open_session(spec.clone()).await?;
         let (retry_tx, retry_rx) = mpsc::unbounded_channel();
@@ -111,7 +119,11 @@ impl WorkerBuilder {
         tracing::info!(worker = %shared.spec.worker_id, node = %shared.spec.node, queues = ?shared.spec.queues,
             "worker started");
         let scheduler = tokio::spawn(schedule(Arc::clone(&shared), feed, retry_rx));
-        Ok(Worker { shared, scheduler, grace: self.shutdown_grace })
+        Ok(Worker {
+            shared,
+            scheduler,
+            grace: self.shutdown_grace,
+        })
     }
 }
 
@@ -131,7 +143,11 @@ impl Worker {
 
     /// Steps and callbacks running now.
     pub fn running(&self) -> usize {
-        self.shared.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+        self.shared
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
     }
 
     /// Stops claiming, lets running steps finish within the grace period, then drops the rest and releases their
@@ -147,7 +163,10 @@ impl Worker {
         shared.stopping.cancel();
         let _ = self.scheduler.await;
         shared.tracker.close();
-        if tokio::time::timeout(grace, shared.tracker.wait()).await.is_err() {
+        if tokio::time::timeout(grace, shared.tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!(worker = %shared.spec.worker_id, "grace period over: dropping running steps");
             shared.abort.cancel();
             shared.tracker.wait().await;
@@ -177,7 +196,9 @@ struct Shared {
 
 impl Shared {
     fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
-        self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -195,10 +216,15 @@ impl Pending {
         if !spec.serves(&message.route) {
             return;
         }
-        let wake = if spec.can_run(&message.work) { Some(message.wake_at()) } else { message.deadline };
+        let wake = if spec.can_run(&message.work) {
+            Some(message.wake_at())
+        } else {
+            message.deadline
+        };
         if let Some(wake) = wake {
             self.order.insert((wake, message.task_id.clone()));
-            self.by_task.insert(message.task_id.clone(), (wake, message));
+            self.by_task
+                .insert(message.task_id.clone(), (wake, message));
         }
     }
 
@@ -223,7 +249,11 @@ impl Pending {
 }
 
 /// The scheduler loop: applies feed events and starts a tokio task per due message, within the concurrency limit.
-async fn schedule(shared: Arc<Shared>, mut feed: mpsc::UnboundedReceiver<FeedEvent>, mut retry_rx: mpsc::UnboundedReceiver<Message>) {
+async fn schedule(
+    shared: Arc<Shared>,
+    mut feed: mpsc::UnboundedReceiver<FeedEvent>,
+    mut retry_rx: mpsc::UnboundedReceiver<Message>,
+) {
     let mut pending = Pending::default();
     loop {
         let mut blocked = false;
@@ -340,7 +370,14 @@ impl Driver {
             Ok(stored) => stored,
             Err(corrupt) => return fail_corrupt(&shared, &message, &claimed.token, corrupt).await,
         };
-        let mut driver = Driver { shared, token: claimed.token, stored, message, holding: true, started: false };
+        let mut driver = Driver {
+            shared,
+            token: claimed.token,
+            stored,
+            message,
+            holding: true,
+            started: false,
+        };
         driver.drive().await;
     }
 
@@ -355,10 +392,10 @@ impl Driver {
                 None => break,
             }
         }
-        if self.holding {
-            if let Err(e) = self.shared.session.release(&self.token).await {
-                tracing::warn!(error = %e, "releasing the claim failed (it expires with the session)");
-            }
+        if self.holding
+            && let Err(e) = self.shared.session.release(&self.token).await
+        {
+            tracing::warn!(error = %e, "releasing the claim failed (it expires with the session)");
         }
     }
 
@@ -370,7 +407,9 @@ impl Driver {
             Plan::Commit(task) => self.commit_and_continue(*task, false).await,
             Plan::Run(index) => {
                 let token = CancellationToken::new();
-                self.shared.running().insert(self.stored.value.task_id.clone(), token.clone());
+                self.shared
+                    .running()
+                    .insert(self.stored.value.task_id.clone(), token.clone());
                 let next = self.run_step(index, token).await;
                 self.shared.running().remove(&self.stored.value.task_id);
                 next
@@ -391,7 +430,10 @@ impl Driver {
         let step = &task.steps[index];
         let span = tracing::info_span!("step", step = %step.name, executor = %step.executor, attempt = step.attempt);
         let began = Instant::now();
-        let labels = [("task_type", task.task_type.clone()), ("executor", step.executor.clone())];
+        let labels = [
+            ("task_type", task.task_type.clone()),
+            ("executor", step.executor.clone()),
+        ];
         metrics::gauge!("taskflow_step_running", &labels).increment(1.0);
         let result = self.attempt(&task, index, cancel).instrument(span).await;
         metrics::gauge!("taskflow_step_running", &labels).decrement(1.0);
@@ -403,7 +445,8 @@ impl Driver {
             Err(Interrupt::Shutdown) => "INTERRUPTED",
         };
         metrics::counter!("taskflow_step_execute_total", "task_type" => labels[0].1.clone(),
-            "executor" => labels[1].1.clone(), "status" => status).increment(1);
+            "executor" => labels[1].1.clone(), "status" => status)
+        .increment(1);
         metrics::histogram!("taskflow_step_execute_duration_seconds", "task_type" => labels[0].1.clone(),
             "executor" => labels[1].1.clone(), "status" => status).record(began.elapsed().as_secs_f64());
         let mut task = task;
@@ -412,7 +455,13 @@ impl Driver {
                 if let Outcome::Failure { error, .. } = &outcome {
                     tracing::warn!(step = %task.steps[index].name, error, "step failed");
                 }
-                machine::finish_step(&mut task, index, outcome, Utc::now(), &self.shared.engine.inner.backoff);
+                machine::finish_step(
+                    &mut task,
+                    index,
+                    outcome,
+                    Utc::now(),
+                    &self.shared.engine.inner.backoff,
+                );
                 self.commit_and_continue(task, false).await
             }
             Err(Interrupt::TaskTimeout) => {
@@ -424,15 +473,28 @@ impl Driver {
     }
 
     /// Renders the params and runs the step future under its timeout, the task deadline, cancellation and shutdown.
-    async fn attempt(&self, task: &Task, index: usize, cancel: CancellationToken) -> Result<Outcome, Interrupt> {
+    async fn attempt(
+        &self,
+        task: &Task,
+        index: usize,
+        cancel: CancellationToken,
+    ) -> Result<Outcome, Interrupt> {
         let inner = &self.shared.engine.inner;
         let step = &task.steps[index];
         let params = match inner.renderer.render_params(task, step) {
             Ok(params) => params,
-            Err(error) => return Ok(Outcome::Failure { error, retryable: false }),
+            Err(error) => {
+                return Ok(Outcome::Failure {
+                    error,
+                    retryable: false,
+                });
+            }
         };
         let Some(executor) = inner.registry.step(&step.executor) else {
-            return Ok(Outcome::Failure { error: format!("executor `{}` is not registered", step.executor), retryable: false });
+            return Ok(Outcome::Failure {
+                error: format!("executor `{}` is not registered", step.executor),
+                retryable: false,
+            });
         };
         let ctx = StepContext::new(Arc::new(task.clone()), index, params, cancel.clone());
         let future = AssertUnwindSafe(executor.run(&ctx)).catch_unwind();
@@ -463,28 +525,41 @@ impl Driver {
         };
         Ok(match result {
             Ok(Ok(output)) => Outcome::Success(output, ctx.take_writes()),
-            Ok(Err(error)) => Outcome::Failure { error: error.message().to_owned(), retryable: error.is_retryable() },
-            Err(panic) => Outcome::Failure { error: format!("panic: {}", panic_message(&panic)), retryable: false },
+            Ok(Err(error)) => Outcome::Failure {
+                error: error.message().to_owned(),
+                retryable: error.is_retryable(),
+            },
+            Err(panic) => Outcome::Failure {
+                error: format!("panic: {}", panic_message(&panic)),
+                retryable: false,
+            },
         })
     }
 
     /// Runs the callback of an ended task and records its result.
     async fn callback(&mut self) -> Option<Message> {
         let task = self.stored.value.clone();
-        let pending = task.is_terminal() && !task.callback_name.is_empty() && task.callback_result.is_none();
+        let pending =
+            task.is_terminal() && !task.callback_name.is_empty() && task.callback_result.is_none();
         if !pending {
             return self.commit_and_continue(task, false).await;
         }
-        let Some(callback) = self.shared.engine.inner.registry.callback(&task.callback_name) else {
-            return None;
-        };
+        let callback = self
+            .shared
+            .engine
+            .inner
+            .registry
+            .callback(&task.callback_name)?;
         let outcome = TaskOutcome {
             status: task.status,
             error: (task.status != TaskStatus::Success).then(|| task.message.clone()),
             task: task.clone(),
         };
-        let span = tracing::info_span!("callback", callback = %task.callback_name, status = %task.status);
-        let future = AssertUnwindSafe(callback.call(&outcome)).catch_unwind().instrument(span);
+        let span =
+            tracing::info_span!("callback", callback = %task.callback_name, status = %task.status);
+        let future = AssertUnwindSafe(callback.call(&outcome))
+            .catch_unwind()
+            .instrument(span);
         let result = tokio::select! {
             result = future => match result {
                 Ok(Ok(())) => Ok(()),
@@ -507,11 +582,14 @@ impl Driver {
         let now = Utc::now();
         let next = Message::of(&task).filter(|m| self.can_continue(m, now));
         let mut started = false;
-        if let Some(Message { work: Work::Step { step, .. }, .. }) = &next {
-            if let Plan::Run(index) = machine::plan(&task, step, now, true) {
-                machine::start_step(&mut task, index, now);
-                started = true;
-            }
+        if let Some(Message {
+            work: Work::Step { step, .. },
+            ..
+        }) = &next
+            && let Plan::Run(index) = machine::plan(&task, step, now, true)
+        {
+            machine::start_step(&mut task, index, now);
+            started = true;
         }
         if task.is_terminal() {
             metrics::counter!("taskflow_task_finished_total", "task_type" => task.task_type.clone(),
@@ -544,7 +622,10 @@ impl Driver {
         };
         match commit_with_retry(&self.shared, transition).await {
             Some(Commit::Applied { revision }) => {
-                self.stored = Stored { value: task, revision };
+                self.stored = Stored {
+                    value: task,
+                    revision,
+                };
                 if release {
                     self.holding = false;
                 }
@@ -584,13 +665,27 @@ async fn commit_with_retry(shared: &Shared, transition: Transition) -> Option<Co
 }
 
 /// A stored document that does not parse: fail the task with a message that keeps the raw document.
-async fn fail_corrupt(shared: &Shared, message: &Message, token: &ClaimToken, corrupt: CorruptTask) {
+async fn fail_corrupt(
+    shared: &Shared,
+    message: &Message,
+    token: &ClaimToken,
+    corrupt: CorruptTask,
+) {
     tracing::error!(task_id = %message.task_id, error = %corrupt.error, "corrupt task document");
     let now = Utc::now();
-    let mut task = Task::new(TaskInfo { task_name: "<corrupt document>".to_owned(), ..TaskInfo::default() }, TaskOptions::default());
+    let mut task = Task::new(
+        TaskInfo {
+            task_name: "<corrupt document>".to_owned(),
+            ..TaskInfo::default()
+        },
+        TaskOptions::default(),
+    );
     task.task_id = message.task_id.clone();
     task.status = TaskStatus::Failure;
-    task.message = format!("task document is corrupt: {}; raw document: {}", corrupt.error, corrupt.raw);
+    task.message = format!(
+        "task document is corrupt: {}; raw document: {}",
+        corrupt.error, corrupt.raw
+    );
     task.end = Some(now);
     let transition = Transition {
         previous: Some(message.clone()),
@@ -600,7 +695,10 @@ async fn fail_corrupt(shared: &Shared, message: &Message, token: &ClaimToken, co
         release_claim: true,
         cancel: false,
     };
-    if !matches!(commit_with_retry(shared, transition).await, Some(Commit::Applied { .. })) {
+    if !matches!(
+        commit_with_retry(shared, transition).await,
+        Some(Commit::Applied { .. })
+    ) {
         let _ = shared.session.release(token).await;
     }
 }

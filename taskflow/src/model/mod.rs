@@ -5,11 +5,11 @@
 
 mod options;
 mod payload;
-mod time_serde;
 mod route;
 mod status;
 mod step;
 mod task;
+mod time_serde;
 
 pub use options::{StepOptions, TaskInfo, TaskOptions};
 pub use route::Route;

@@ -33,7 +33,10 @@ impl TaskStatus {
 
     /// Whether the task has ended (SUCCESS, FAILURE, TIMEOUT or REVOKED).
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Success | Self::Failure | Self::Timeout | Self::Revoked)
+        matches!(
+            self,
+            Self::Success | Self::Failure | Self::Timeout | Self::Revoked
+        )
     }
 
     /// The reference string of the status.
@@ -119,7 +122,10 @@ pub(crate) mod callback_result_serde {
     use super::CallbackResult;
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub(crate) fn serialize<S: Serializer>(v: &Option<CallbackResult>, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(
+        v: &Option<CallbackResult>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         match v {
             Some(CallbackResult::Success) => s.serialize_str("SUCCESS"),
             Some(CallbackResult::Failure) => s.serialize_str("FAILURE"),
@@ -127,13 +133,17 @@ pub(crate) mod callback_result_serde {
         }
     }
 
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<CallbackResult>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<CallbackResult>, D::Error> {
         let raw = Option::<String>::deserialize(d)?;
         match raw.as_deref() {
             None | Some("") => Ok(None),
             Some("SUCCESS") => Ok(Some(CallbackResult::Success)),
             Some("FAILURE") => Ok(Some(CallbackResult::Failure)),
-            Some(other) => Err(serde::de::Error::custom(format!("unknown callback result `{other}`"))),
+            Some(other) => Err(serde::de::Error::custom(format!(
+                "unknown callback result `{other}`"
+            ))),
         }
     }
 }
@@ -149,6 +159,9 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", status.as_str()));
             assert_eq!(status.as_str().parse::<TaskStatus>().unwrap(), status);
         }
-        assert_eq!(serde_json::to_string(&StepStatus::NotStarted).unwrap(), "\"NOTSTARTED\"");
+        assert_eq!(
+            serde_json::to_string(&StepStatus::NotStarted).unwrap(),
+            "\"NOTSTARTED\""
+        );
     }
 }

@@ -1,4 +1,4 @@
-use super::{payload, time_serde, Route, StepOptions, StepStatus};
+use super::{Route, StepOptions, StepStatus, payload, time_serde};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -58,7 +58,11 @@ pub struct Step {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub delay_seconds: u32,
     /// When the queued step becomes due, computed by the engine from the delay, the ETA or a retry back-off (taskflow).
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "time_serde::opt")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time_serde::opt"
+    )]
     pub due_at: Option<DateTime<Utc>>,
     /// Pins the step to a worker node (taskflow).
     #[serde(default, skip_serializing_if = "Option::is_none")]

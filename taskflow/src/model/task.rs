@@ -1,7 +1,7 @@
 use super::status::callback_result_serde;
 use super::{
-    payload, time_serde, CallbackResult, Route, Step, StepStatus, TaskInfo, TaskOptions, TaskStatus,
-    DEFAULT_TASK_MESSAGE,
+    CallbackResult, DEFAULT_TASK_MESSAGE, Route, Step, StepStatus, TaskInfo, TaskOptions,
+    TaskStatus, payload, time_serde,
 };
 use crate::error::Error;
 use chrono::{DateTime, Utc};
@@ -168,7 +168,9 @@ impl Task {
     /// The task deadline: start + maxExecutionSeconds (none before the start or without a limit).
     pub fn deadline(&self) -> Option<DateTime<Utc>> {
         match (self.start, self.max_execution_seconds) {
-            (Some(start), secs) if secs > 0 => Some(start + chrono::Duration::seconds(i64::from(secs))),
+            (Some(start), secs) if secs > 0 => {
+                Some(start + chrono::Duration::seconds(i64::from(secs)))
+            }
             _ => None,
         }
     }
@@ -180,7 +182,9 @@ impl Task {
 
     /// The first step that failed and was not skipped.
     pub fn first_failed_step(&self) -> Option<&Step> {
-        self.steps.iter().find(|s| s.status == StepStatus::Failure && !s.skipped)
+        self.steps
+            .iter()
+            .find(|s| s.status == StepStatus::Failure && !s.skipped)
     }
 
     /// Checks the reference's rules: a name, at least one step, every step named with an executor, unique names.
@@ -207,7 +211,10 @@ impl Task {
             }
         }
         if !self.current_step.is_empty() && self.step(&self.current_step).is_none() {
-            problems.push(format!("current step `{}` is not a step of the task", self.current_step));
+            problems.push(format!(
+                "current step `{}` is not a step of the task",
+                self.current_step
+            ));
         }
         if problems.is_empty() {
             Ok(())
