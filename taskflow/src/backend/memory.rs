@@ -7,15 +7,13 @@ use super::{
 use crate::error::BackendError;
 use crate::model::Task;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::{mpsc, watch};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use tokio::sync::{Notify, mpsc};
 
 /// An in-memory backend: tasks, messages and claims in a mutex, feeds as channels. Cheap to clone (shared state).
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct MemoryBackend {
     state: Arc<Mutex<State>>,
-    /// The latest revision, to wake `wait_change`.
-    revision: watch::Sender<u64>,
 }
 
 #[derive(Default)]
@@ -27,6 +25,8 @@ struct State {
     claims: HashMap<String, (u64, u64)>,
     sessions: HashMap<u64, SessionEntry>,
     next_session: u64,
+    /// Who waits for a change of a task (`wait_change`), by task id.
+    waiters: HashMap<String, Weak<Notify>>,
 }
 
 struct SessionEntry {
@@ -34,19 +34,10 @@ struct SessionEntry {
     feed: mpsc::UnboundedSender<FeedEvent>,
 }
 
-impl Default for MemoryBackend {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl MemoryBackend {
     /// An empty backend.
     pub fn new() -> Self {
-        Self {
-            state: Arc::default(),
-            revision: watch::Sender::new(0),
-        }
+        Self::default()
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -57,12 +48,23 @@ impl MemoryBackend {
 
     fn bump(&self, state: &mut State) -> u64 {
         state.revision += 1;
-        self.revision.send_replace(state.revision);
         state.revision
     }
 }
 
 impl State {
+    /// Wakes whoever waits for a change of the task.
+    fn wake(&mut self, task_id: &str) {
+        if let Some(waiter) = self.waiters.get(task_id) {
+            match waiter.upgrade() {
+                Some(notify) => notify.notify_waiters(),
+                None => {
+                    self.waiters.remove(task_id);
+                }
+            }
+        }
+    }
+
     fn send(&mut self, route_of: &Message, event: &FeedEvent) {
         self.sessions.retain(|_, session| {
             if !session.spec.serves(&route_of.route) {
@@ -157,6 +159,7 @@ impl Backend for MemoryBackend {
                 revision,
             },
         );
+        state.wake(&task_id);
         let old = state.messages.remove(&task_id);
         if let Some(old) = old.as_ref().or(t.previous.as_ref())
             && next.as_ref() != Some(old)
@@ -185,20 +188,28 @@ impl Backend for MemoryBackend {
         Ok(Commit::Applied { revision })
     }
 
-    async fn wait_change(
-        &self,
-        task_id: &str,
-        after: u64,
-    ) -> Result<Option<Stored<Task>>, BackendError> {
-        let mut revisions = self.revision.subscribe();
+    async fn wait_change(&self, task_id: &str, after: u64) -> Result<Option<Stored<Task>>, BackendError> {
         loop {
-            match self.state().tasks.get(task_id) {
-                None => return Ok(None),
-                Some(stored) if stored.revision > after => return Ok(Some(stored.clone())),
-                Some(_) => {}
-            }
-            if revisions.changed().await.is_err() {
-                return Err(BackendError::Other("memory backend dropped".to_owned()));
+            let notify = {
+                let mut state = self.state();
+                match state.tasks.get(task_id) {
+                    None => return Ok(None),
+                    Some(stored) if stored.revision > after => return Ok(Some(stored.clone())),
+                    Some(_) => {}
+                }
+                let existing = state.waiters.get(task_id).and_then(Weak::upgrade);
+                existing.unwrap_or_else(|| {
+                    let notify = Arc::new(Notify::new());
+                    state.waiters.insert(task_id.to_owned(), Arc::downgrade(&notify));
+                    notify
+                })
+            };
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let changed = self.state().tasks.get(task_id).is_none_or(|stored| stored.revision > after);
+            if !changed {
+                notified.await;
             }
         }
     }
