@@ -7,6 +7,10 @@
 use std::sync::Arc;
 use taskflow::Backend;
 
+/// A private etcd server and backends on it (feature `etcd`).
+#[cfg(feature = "etcd")]
+pub mod etcd;
+
 /// A backend for one test, with whatever keeps it alive (e.g. a private etcd server).
 pub struct TestBackend {
     /// The backend.

@@ -1,0 +1,184 @@
+//! Write batching: concurrent claims, commits, creates and releases of different tasks are grouped into one etcd
+//! transaction made of nested transactions, each keeping its own guard.
+//!
+//! A request goes out at once while fewer than `max_in_flight` transactions are in flight; otherwise it waits and is
+//! sent with the others that queued meanwhile (so an idle system has no added latency and a busy one writes fewer,
+//! larger transactions). A batch holds at most one request per task (etcd evaluates every nested guard before any
+//! write and rejects a transaction that writes a key twice), at most `max_batch_ops` operations and ~1 MiB. If etcd
+//! rejects a batch for a reason that is not a transport failure (e.g. a lease that expired), its requests are sent
+//! one by one so only the faulty one fails.
+
+use super::error::Fail;
+use etcd_client::{Client, Txn, TxnOp, TxnOpResponse, TxnResponse};
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+/// The result of one request: its (possibly nested) transaction response and the revision of the whole transaction.
+pub(crate) struct Reply {
+    pub(crate) resp: TxnResponse,
+    pub(crate) revision: i64,
+}
+
+/// One transaction to send, alone or in a batch.
+pub(crate) struct Job {
+    /// The task it writes (one request per task in a batch).
+    pub(crate) task: String,
+    pub(crate) txn: Txn,
+    /// Operations in the transaction, nested ones included.
+    pub(crate) ops: usize,
+    /// Approximate size in bytes.
+    pub(crate) bytes: usize,
+}
+
+struct Queued {
+    job: Job,
+    reply: oneshot::Sender<Result<Reply, Fail>>,
+}
+
+/// Sends write transactions, batching them under load.
+pub(crate) struct Batcher {
+    tx: mpsc::UnboundedSender<Queued>,
+}
+
+/// Limits of the batcher.
+#[derive(Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) batching: bool,
+    pub(crate) max_ops: usize,
+    pub(crate) max_bytes: usize,
+    pub(crate) max_in_flight: usize,
+    pub(crate) timeout: Duration,
+}
+
+impl Batcher {
+    pub(crate) fn start(client: Client, limits: Limits) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(client, limits, rx));
+        Self { tx }
+    }
+
+    /// Sends a transaction and waits for its response.
+    pub(crate) async fn submit(&self, job: Job) -> Result<Reply, Fail> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Queued { job, reply })
+            .map_err(|_| Fail::Other("etcd backend dropped".to_owned()))?;
+        rx.await
+            .map_err(|_| Fail::Unavailable("etcd request abandoned".to_owned()))?
+    }
+}
+
+async fn run(client: Client, limits: Limits, mut rx: mpsc::UnboundedReceiver<Queued>) {
+    let permits = Arc::new(Semaphore::new(limits.max_in_flight));
+    let mut deferred: VecDeque<Queued> = VecDeque::new();
+    loop {
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+            return;
+        };
+        let first = match deferred.pop_front() {
+            Some(first) => first,
+            None => match rx.recv().await {
+                Some(first) => first,
+                None => return,
+            },
+        };
+        let mut batch = vec![first];
+        if limits.batching {
+            let mut tasks: HashSet<String> = HashSet::from([batch[0].job.task.clone()]);
+            let mut ops = batch[0].job.ops;
+            let mut bytes = batch[0].job.bytes;
+            let mut carry = VecDeque::new();
+            loop {
+                let next = match deferred.pop_front() {
+                    Some(next) => next,
+                    None => match rx.try_recv() {
+                        Ok(next) => next,
+                        Err(_) => break,
+                    },
+                };
+                if ops + next.job.ops > limits.max_ops
+                    || bytes + next.job.bytes > limits.max_bytes
+                    || batch.len() >= 128
+                {
+                    carry.push_back(next);
+                    break;
+                }
+                if !tasks.insert(next.job.task.clone()) {
+                    carry.push_back(next);
+                    continue;
+                }
+                ops += next.job.ops;
+                bytes += next.job.bytes;
+                batch.push(next);
+            }
+            carry.extend(deferred.drain(..));
+            deferred = carry;
+        }
+        let client = client.clone();
+        tokio::spawn(async move {
+            send(client, batch, limits.timeout).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn txn(client: &mut Client, txn: Txn, timeout: Duration) -> Result<TxnResponse, Fail> {
+    match tokio::time::timeout(timeout, client.txn(txn)).await {
+        Ok(result) => result.map_err(Fail::from),
+        Err(_) => Err(Fail::Unavailable(format!(
+            "etcd did not answer within {timeout:?}"
+        ))),
+    }
+}
+
+async fn send(mut client: Client, mut batch: Vec<Queued>, timeout: Duration) {
+    if batch.len() == 1 {
+        let Some(one) = batch.pop() else { return };
+        let result = txn(&mut client, one.job.txn, timeout)
+            .await
+            .map(|resp| Reply {
+                revision: resp.header().map_or(0, |h| h.revision()),
+                resp,
+            });
+        let _ = one.reply.send(result);
+        return;
+    }
+    let ops: Vec<TxnOp> = batch
+        .iter()
+        .map(|q| TxnOp::txn(q.job.txn.clone()))
+        .collect();
+    match txn(&mut client, Txn::new().and_then(ops), timeout).await {
+        Ok(resp) => {
+            let revision = resp.header().map_or(0, |h| h.revision());
+            let mut responses = resp.op_responses().into_iter();
+            for queued in batch {
+                let result = match responses.next() {
+                    Some(TxnOpResponse::Txn(resp)) => Ok(Reply { resp, revision }),
+                    _ => Err(Fail::Other(
+                        "etcd answered a batch with a malformed response".to_owned(),
+                    )),
+                };
+                let _ = queued.reply.send(result);
+            }
+        }
+        Err(fail @ Fail::Unavailable(_)) => {
+            for queued in batch {
+                let _ = queued.reply.send(Err(fail.clone()));
+            }
+        }
+        Err(fail) => {
+            tracing::debug!(error = %fail, size = batch.len(), "etcd rejected a batch; sending its requests one by one");
+            for queued in batch {
+                let result = txn(&mut client, queued.job.txn, timeout)
+                    .await
+                    .map(|resp| Reply {
+                        revision: resp.header().map_or(0, |h| h.revision()),
+                        resp,
+                    });
+                let _ = queued.reply.send(result);
+            }
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! Configuration of the etcd backend.
+
+use super::EtcdBackend;
+use crate::error::BackendError;
+use std::time::Duration;
+
+/// etcd's default `--max-request-bytes` (1.5 MiB).
+pub const ETCD_MAX_REQUEST_BYTES: usize = 1_572_864;
+
+/// How to reach etcd and how to use it. Build with [`EtcdConfig::new`] and the `with_*`-less setters, then
+/// [`connect`](Self::connect).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), taskflow::BackendError> {
+/// use taskflow::backend::etcd::EtcdConfig;
+/// use std::time::Duration;
+/// let backend = EtcdConfig::new(["http://10.0.0.1:2379", "http://10.0.0.2:2379"])
+///     .prefix("/taskflow/prod")
+///     .user("taskflow", "secret")
+///     .lease_ttl(Duration::from_secs(10))
+///     .retention(Some(Duration::from_secs(7 * 24 * 3600)))
+///     .connect()
+///     .await?;
+/// # let _ = backend; Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct EtcdConfig {
+    pub(crate) endpoints: Vec<String>,
+    pub(crate) user: Option<(String, String)>,
+    pub(crate) prefix: String,
+    pub(crate) lease_ttl: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) request_timeout: Duration,
+    pub(crate) retention: Option<Duration>,
+    pub(crate) retention_interval: Option<Duration>,
+    pub(crate) cancel_ttl: Duration,
+    pub(crate) batching: bool,
+    pub(crate) max_batch_ops: usize,
+    pub(crate) max_in_flight: usize,
+    pub(crate) max_document_bytes: usize,
+    #[cfg(feature = "etcd-tls")]
+    pub(crate) tls: Option<etcd_client::TlsOptions>,
+}
+
+impl EtcdConfig {
+    /// A configuration for these endpoints (`host:port` or `http://host:port`), with the defaults: prefix
+    /// `/taskflow`, lease TTL 10 s, connect timeout 5 s, request timeout 5 s, retention 7 days, batching on.
+    pub fn new<S: Into<String>>(endpoints: impl IntoIterator<Item = S>) -> Self {
+        Self {
+            endpoints: endpoints.into_iter().map(Into::into).collect(),
+            user: None,
+            prefix: "/taskflow".to_owned(),
+            lease_ttl: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
+            retention: Some(Duration::from_secs(7 * 24 * 3600)),
+            retention_interval: None,
+            cancel_ttl: Duration::from_secs(60),
+            batching: true,
+            max_batch_ops: 128,
+            max_in_flight: 4,
+            max_document_bytes: ETCD_MAX_REQUEST_BYTES - 64 * 1024,
+            #[cfg(feature = "etcd-tls")]
+            tls: None,
+        }
+    }
+
+    /// Adds an endpoint.
+    pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoints.push(endpoint.into());
+        self
+    }
+
+    /// Authenticates with etcd's user / password auth.
+    pub fn user(mut self, name: impl Into<String>, password: impl Into<String>) -> Self {
+        self.user = Some((name.into(), password.into()));
+        self
+    }
+
+    /// TLS (the endpoints must use `https://`). Needs the cargo feature `etcd-tls`.
+    #[cfg(feature = "etcd-tls")]
+    pub fn tls(mut self, tls: etcd_client::TlsOptions) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The namespace: every key lives under `{prefix}/` (default `/taskflow`), so applications can share an etcd.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The TTL of a worker's lease (default 10 s, at least 2 s): how long after a worker died its claims are
+    /// given to others. The lease is renewed every TTL/3.
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl.max(Duration::from_secs(2));
+        self
+    }
+
+    /// How long [`connect`](Self::connect) waits for etcd to answer (default 5 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The timeout of each request (default 5 s); a timed out request fails with [`BackendError::Unavailable`].
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// How long ended tasks are kept (default 7 days; `None` keeps them forever). Expired tasks are deleted by one
+    /// elected worker.
+    pub fn retention(mut self, retention: Option<Duration>) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// How often the elected worker looks for expired tasks (default: retention / 10, between 1 s and 5 min).
+    pub fn retention_interval(mut self, interval: Duration) -> Self {
+        self.retention_interval = Some(interval.max(Duration::from_millis(100)));
+        self
+    }
+
+    /// Whether concurrent claims and commits are grouped into one etcd transaction (default on).
+    pub fn batching(mut self, batching: bool) -> Self {
+        self.batching = batching;
+        self
+    }
+
+    /// The most operations in one batched transaction (default 128, etcd's `--max-txn-ops`).
+    pub fn max_batch_ops(mut self, ops: usize) -> Self {
+        self.max_batch_ops = ops.clamp(8, 10_000);
+        self
+    }
+
+    /// How many write transactions may be in flight at once (default 4); more requests wait and are batched.
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n.max(1);
+        self
+    }
+
+    /// The largest task document accepted (default 1.5 MiB less 64 KiB, for etcd's default `--max-request-bytes`).
+    pub fn max_document_bytes(mut self, bytes: usize) -> Self {
+        self.max_document_bytes = bytes;
+        self
+    }
+
+    /// The prefix (namespace).
+    pub fn get_prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The endpoints.
+    pub fn get_endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    /// The interval of the retention cleaner.
+    pub(crate) fn retention_every(&self) -> Option<Duration> {
+        let retention = self.retention?;
+        Some(self.retention_interval.unwrap_or_else(|| {
+            (retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(300))
+        }))
+    }
+
+    pub(crate) fn connect_options(&self) -> etcd_client::ConnectOptions {
+        let mut options = etcd_client::ConnectOptions::new()
+            .with_connect_timeout(self.connect_timeout)
+            .with_keep_alive(Duration::from_secs(3), Duration::from_secs(3))
+            .with_keep_alive_while_idle(true);
+        if let Some((name, password)) = &self.user {
+            options = options
+                .with_user(name.clone(), password.clone())
+                .with_auto_token_refresh(true);
+        }
+        #[cfg(feature = "etcd-tls")]
+        if let Some(tls) = &self.tls {
+            options = options.with_tls(tls.clone());
+        }
+        options
+    }
+
+    /// Connects, checks that etcd answers, and returns the backend. Fails with [`BackendError::Unavailable`] naming
+    /// the endpoints when etcd cannot be reached within the connect timeout.
+    pub async fn connect(self) -> Result<EtcdBackend, BackendError> {
+        EtcdBackend::connect(self).await
+    }
+}

@@ -1,0 +1,585 @@
+//! The etcd backend: any number of worker processes, on any number of machines, share the work through etcd.
+//!
+//! * Every state change is one transaction guarded by the task document's `mod_revision` and, for a worker, by its
+//!   claim (`create_revision` of the claim key = the fencing token). A worker that lost its claim has its late commit
+//!   rejected.
+//! * Claims live on the worker session's lease, kept alive every TTL/3; when a worker dies its claims expire after
+//!   the TTL and the messages go to the others. [`Session::close`] revokes the lease (claims released at once).
+//! * A worker learns of work from one watch (resumed from the last seen revision; re-listed after a compaction), never
+//!   by polling.
+//! * Concurrent claims and commits of different tasks are batched into one transaction of nested transactions.
+//! * Listing reads small per-task summaries, and only the bodies of the page.
+//! * Ended tasks are deleted after the retention by one elected worker.
+//!
+//! The key layout is documented on [`KeyLayout`] and in `ARCHITECTURE.md` ("etcd backend").
+
+mod batch;
+mod config;
+mod error;
+mod keys;
+mod listing;
+mod session;
+
+pub use config::{ETCD_MAX_REQUEST_BYTES, EtcdConfig};
+pub use etcd_client;
+pub use keys::KeyLayout;
+
+use super::{
+    Backend, Commit, FeedEvent, Message, Session, Stored, TaskPage, TaskQuery, Transition,
+    WorkerSpec,
+};
+use crate::error::BackendError;
+use crate::model::Task;
+use batch::{Batcher, Job, Limits};
+use error::Fail;
+use etcd_client::{
+    Client, Compare, CompareOp, GetOptions, KeyValue, PutOptions, Txn, TxnOp, TxnOpResponse,
+};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// The etcd backend. Cheap to clone (one connection, shared).
+#[derive(Clone)]
+pub struct EtcdBackend {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    client: Client,
+    config: EtcdConfig,
+    keys: KeyLayout,
+    batcher: Batcher,
+    /// A short lease shared by the cancellation keys written in a while: (id, granted at).
+    cancel_lease: tokio::sync::Mutex<Option<(i64, Instant)>>,
+    /// The claims this process holds or is making.
+    claims: Claims,
+}
+
+/// The claims this process holds (task id → fence) and the claim requests in flight (task id → count), to tell a
+/// claim whose answer was lost (an orphan) from one in use.
+#[derive(Default)]
+pub(crate) struct Claims {
+    held: std::sync::Mutex<HashMap<String, u64>>,
+    attempts: std::sync::Mutex<HashMap<String, usize>>,
+}
+
+/// A claim request in flight (until dropped).
+pub(crate) struct Attempt<'a> {
+    claims: &'a Claims,
+    task_id: String,
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        let mut attempts = lock(&self.claims.attempts);
+        if let Some(n) = attempts.get_mut(&self.task_id) {
+            *n -= 1;
+            if *n == 0 {
+                attempts.remove(&self.task_id);
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Claims {
+    pub(crate) fn attempt(&self, task_id: &str) -> Attempt<'_> {
+        *lock(&self.attempts).entry(task_id.to_owned()).or_default() += 1;
+        Attempt {
+            claims: self,
+            task_id: task_id.to_owned(),
+        }
+    }
+
+    pub(crate) fn attempting(&self, task_id: &str) -> bool {
+        lock(&self.attempts).contains_key(task_id)
+    }
+
+    pub(crate) fn held(&self, task_id: &str, fence: u64) {
+        lock(&self.held).insert(task_id.to_owned(), fence);
+    }
+
+    pub(crate) fn is_held(&self, task_id: &str, fence: u64) -> bool {
+        lock(&self.held).get(task_id) == Some(&fence)
+    }
+
+    pub(crate) fn released(&self, task_id: &str, fence: u64) {
+        let mut held = lock(&self.held);
+        if held.get(task_id) == Some(&fence) {
+            held.remove(task_id);
+        }
+    }
+}
+
+impl Inner {
+    fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    async fn submit(&self, job: Job) -> Result<batch::Reply, Fail> {
+        self.batcher.submit(job).await
+    }
+
+    /// A lease for cancellation keys: they only need to live long enough to be seen by the watching workers.
+    async fn cancel_lease(&self, fresh: bool) -> Result<i64, Fail> {
+        let mut cached = self.cancel_lease.lock().await;
+        if let Some((id, granted)) = *cached {
+            if !fresh && granted.elapsed() < self.config.cancel_ttl / 2 {
+                return Ok(id);
+            }
+        }
+        let ttl = self.config.cancel_ttl.as_secs().max(2) as i64;
+        let id = timed(
+            self.config.request_timeout,
+            self.client().lease_grant(ttl, None),
+        )
+        .await?
+        .id();
+        *cached = Some((id, Instant::now()));
+        Ok(id)
+    }
+}
+
+/// Runs an etcd request with a timeout; a timeout is [`Fail::Unavailable`].
+pub(crate) async fn timed<T>(
+    timeout: Duration,
+    request: impl Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<T, Fail> {
+    match tokio::time::timeout(timeout, request).await {
+        Ok(result) => result.map_err(Fail::from),
+        Err(_) => Err(Fail::Unavailable(format!(
+            "etcd did not answer within {timeout:?}"
+        ))),
+    }
+}
+
+/// Reads every key in `[start, end)` at one revision (`0` = the latest), page by page. Returns the revision read.
+pub(crate) async fn range(
+    inner: &Inner,
+    start: Vec<u8>,
+    end: Vec<u8>,
+    revision: i64,
+    keys_only: bool,
+) -> Result<(Vec<KeyValue>, i64), Fail> {
+    const PAGE: i64 = 1000;
+    let mut revision = revision;
+    let mut from = start;
+    let mut out = Vec::new();
+    loop {
+        let mut options = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
+        if revision > 0 {
+            options = options.with_revision(revision);
+        }
+        if keys_only {
+            options = options.with_keys_only();
+        }
+        let mut resp = timed(
+            inner.config.request_timeout,
+            inner.client().get(from.clone(), Some(options)),
+        )
+        .await?;
+        if revision == 0 {
+            revision = resp.header().map_or(0, |h| h.revision());
+        }
+        let more = resp.more();
+        let kvs = resp.take_kvs();
+        let Some(last) = kvs.last() else { break };
+        let mut next = last.key().to_vec();
+        next.push(0);
+        out.extend(kvs);
+        if !more {
+            break;
+        }
+        from = next;
+    }
+    Ok((out, revision))
+}
+
+impl EtcdBackend {
+    /// Connects with this configuration (see [`EtcdConfig::connect`]).
+    pub async fn connect(config: EtcdConfig) -> Result<Self, BackendError> {
+        if config.endpoints.is_empty() {
+            return Err(BackendError::Other(
+                "etcd backend: no endpoint configured".to_owned(),
+            ));
+        }
+        let unreachable = |e: &dyn std::fmt::Display| {
+            BackendError::Unavailable(format!(
+                "cannot reach etcd at {} within {:?}: {e}",
+                config.endpoints.join(", "),
+                config.connect_timeout
+            ))
+        };
+        let connect = Client::connect(config.endpoints.clone(), Some(config.connect_options()));
+        let mut client = match tokio::time::timeout(config.connect_timeout, connect).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => return Err(unreachable(&e)),
+            Err(_) => return Err(unreachable(&"timed out")),
+        };
+        // The client connects lazily: ask something to know etcd is there.
+        match tokio::time::timeout(
+            config.connect_timeout,
+            client.get("\0", Some(GetOptions::new().with_count_only())),
+        )
+        .await
+        {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(unreachable(&e)),
+            Err(_) => return Err(unreachable(&"timed out")),
+        }
+        let limits = Limits {
+            batching: config.batching,
+            max_ops: config.max_batch_ops,
+            max_bytes: 1024 * 1024,
+            max_in_flight: config.max_in_flight,
+            timeout: config.request_timeout,
+        };
+        let keys = KeyLayout::new(&config.prefix);
+        let batcher = Batcher::start(client.clone(), limits);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client,
+                keys,
+                batcher,
+                config,
+                cancel_lease: tokio::sync::Mutex::new(None),
+                claims: Claims::default(),
+            }),
+        })
+    }
+
+    /// The key layout of this backend's namespace.
+    pub fn keys(&self) -> &KeyLayout {
+        &self.inner.keys
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EtcdConfig {
+        &self.inner.config
+    }
+
+    /// The etcd client (for tooling: inspecting keys, compaction, ...).
+    pub fn client(&self) -> Client {
+        self.inner.client()
+    }
+
+    /// The live workers (their specs: node, queues, executors), e.g. to explain why a step waits.
+    pub async fn workers(&self) -> Result<Vec<WorkerSpec>, BackendError> {
+        let prefix = self.inner.keys.workers();
+        let (kvs, _) = range(
+            &self.inner,
+            prefix.as_bytes().to_vec(),
+            keys::prefix_end(&prefix),
+            0,
+            false,
+        )
+        .await?;
+        Ok(kvs
+            .iter()
+            .filter_map(|kv| serde_json::from_slice(kv.value()).ok())
+            .collect())
+    }
+
+    /// Runs one pass of the retention cleaner now (whoever is elected also does it periodically); returns how many
+    /// expired tasks were deleted.
+    pub async fn purge_expired(&self) -> Result<usize, BackendError> {
+        match self.inner.config.retention {
+            Some(retention) => Ok(listing::clean_expired(&self.inner, retention, 1000).await?),
+            None => Ok(0),
+        }
+    }
+
+    fn check_size(&self, doc: &[u8]) -> Result<(), BackendError> {
+        let limit = self.inner.config.max_document_bytes;
+        if doc.len() > limit {
+            return Err(BackendError::TooLarge {
+                size: doc.len(),
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_id(task_id: &str) -> Result<(), BackendError> {
+        if task_id.is_empty() || task_id.contains('/') {
+            return Err(BackendError::Other(format!(
+                "task id `{task_id}` is not usable in an etcd key (empty or has `/`)"
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn message_json(message: &Message) -> Vec<u8> {
+    serde_json::to_vec(message).unwrap_or_default()
+}
+
+fn parse_task(key: &str, kv: &KeyValue) -> Result<Stored<Task>, BackendError> {
+    match serde_json::from_slice::<Task>(kv.value()) {
+        Ok(value) => Ok(Stored {
+            value,
+            revision: kv.mod_revision() as u64,
+        }),
+        Err(e) => Err(BackendError::Corrupt {
+            key: key.to_owned(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// The document read in a transaction's `get` response, if any.
+fn got(op: Option<TxnOpResponse>) -> Option<KeyValue> {
+    match op {
+        Some(TxnOpResponse::Get(get)) => get.kvs().first().cloned(),
+        _ => None,
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for EtcdBackend {
+    fn name(&self) -> &'static str {
+        "etcd"
+    }
+
+    async fn create(&self, task: &Task) -> Result<u64, BackendError> {
+        Self::check_id(&task.task_id)?;
+        let inner = &self.inner;
+        let keys = &inner.keys;
+        let doc = serde_json::to_vec(task).map_err(|e| BackendError::Other(e.to_string()))?;
+        self.check_size(&doc)?;
+        let doc_key = keys.task(&task.task_id);
+        let (summary, summary_ops, summary_bytes) = listing::summary_op(inner, task);
+        let mut ops = vec![TxnOp::put(doc_key.clone(), doc.clone(), None), summary];
+        let mut bytes = doc.len() + summary_bytes;
+        if let Some(message) = Message::of(task) {
+            let json = message_json(&message);
+            bytes += json.len();
+            ops.push(TxnOp::put(
+                keys.message(&message.route, &task.task_id),
+                json,
+                None,
+            ));
+        }
+        let count = ops.len() + summary_ops;
+        let txn = Txn::new()
+            .when([Compare::create_revision(
+                doc_key.clone(),
+                CompareOp::Equal,
+                0,
+            )])
+            .and_then(ops)
+            .or_else([TxnOp::get(doc_key, None)]);
+        let reply = inner
+            .submit(Job {
+                task: task.task_id.clone(),
+                txn,
+                ops: count,
+                bytes,
+            })
+            .await?;
+        if reply.resp.succeeded() {
+            return Ok(reply.revision as u64);
+        }
+        // Not created: taken, unless it is our own document (a retry after an ambiguous failure).
+        match got(reply.resp.op_responses().into_iter().next()) {
+            Some(kv) if kv.value() == doc.as_slice() => Ok(kv.mod_revision() as u64),
+            _ => Err(BackendError::AlreadyExists(task.task_id.clone())),
+        }
+    }
+
+    async fn get(&self, task_id: &str) -> Result<Option<Stored<Task>>, BackendError> {
+        let key = self.inner.keys.task(task_id);
+        let resp = timed(
+            self.inner.config.request_timeout,
+            self.inner.client().get(key.clone(), None),
+        )
+        .await?;
+        resp.kvs()
+            .first()
+            .map(|kv| parse_task(&key, kv))
+            .transpose()
+    }
+
+    async fn list(&self, query: &TaskQuery) -> Result<TaskPage, BackendError> {
+        Ok(listing::list(&self.inner, query).await?)
+    }
+
+    async fn commit(&self, t: Transition) -> Result<Commit, BackendError> {
+        let inner = &self.inner;
+        let keys = &inner.keys;
+        let task_id = t.task.task_id.clone();
+        let doc = serde_json::to_vec(&t.task).map_err(|e| BackendError::Other(e.to_string()))?;
+        self.check_size(&doc)?;
+        let doc_key = keys.task(&task_id);
+        let mut fresh_lease = false;
+        loop {
+            let cancel_lease = if t.cancel {
+                Some(inner.cancel_lease(fresh_lease).await?)
+            } else {
+                None
+            };
+            let mut compares = vec![Compare::mod_revision(
+                doc_key.clone(),
+                CompareOp::Equal,
+                t.expected_revision as i64,
+            )];
+            if let Some(token) = &t.claim {
+                compares.push(Compare::create_revision(
+                    keys.claim(&task_id),
+                    CompareOp::Equal,
+                    token.fence as i64,
+                ));
+            }
+            let mut ops = vec![TxnOp::put(doc_key.clone(), doc.clone(), None)];
+            let mut bytes = doc.len();
+            let next = Message::of(&t.task);
+            let previous_key = t
+                .previous
+                .as_ref()
+                .map(|m| keys.message(&m.route, &task_id));
+            let next_key = next.as_ref().map(|m| keys.message(&m.route, &task_id));
+            if let Some(previous_key) = &previous_key {
+                if next_key.as_ref() != Some(previous_key) {
+                    ops.push(TxnOp::delete(previous_key.clone(), None));
+                }
+            }
+            if let (Some(next), Some(next_key)) = (&next, next_key) {
+                if t.previous.as_ref() != Some(next) {
+                    let json = message_json(next);
+                    bytes += json.len();
+                    ops.push(TxnOp::put(next_key, json, None));
+                }
+            }
+            let (summary, summary_ops, summary_bytes) = listing::summary_op(inner, &t.task);
+            ops.push(summary);
+            bytes += summary_bytes;
+            if let (true, Some(_)) = (t.release_claim, &t.claim) {
+                ops.push(TxnOp::delete(keys.claim(&task_id), None));
+            }
+            if let Some(lease) = cancel_lease {
+                ops.push(TxnOp::put(
+                    keys.cancel(&task_id),
+                    "1",
+                    Some(PutOptions::new().with_lease(lease)),
+                ));
+            }
+            let count = ops.len() + summary_ops + compares.len();
+            let txn = Txn::new()
+                .when(compares)
+                .and_then(ops)
+                .or_else([TxnOp::get(doc_key.clone(), None)]);
+            let reply = match inner
+                .submit(Job {
+                    task: task_id.clone(),
+                    txn,
+                    ops: count,
+                    bytes,
+                })
+                .await
+            {
+                Ok(reply) => reply,
+                Err(Fail::LeaseNotFound(_)) if t.cancel && !fresh_lease => {
+                    fresh_lease = true;
+                    continue;
+                }
+                Err(fail) => return Err(fail.into()),
+            };
+            if reply.resp.succeeded() {
+                if let (true, Some(token)) = (t.release_claim, &t.claim) {
+                    inner.claims.released(&task_id, token.fence);
+                }
+                return Ok(Commit::Applied {
+                    revision: reply.revision as u64,
+                });
+            }
+            // Rejected, unless the stored document is byte for byte ours (a retry after an ambiguous failure whose
+            // first attempt was applied).
+            return Ok(match got(reply.resp.op_responses().into_iter().next()) {
+                Some(kv) if kv.value() == doc.as_slice() => Commit::Applied {
+                    revision: kv.mod_revision() as u64,
+                },
+                _ => Commit::Conflict,
+            });
+        }
+    }
+
+    async fn wait_change(
+        &self,
+        task_id: &str,
+        after: u64,
+    ) -> Result<Option<Stored<Task>>, BackendError> {
+        let inner = &self.inner;
+        let key = inner.keys.task(task_id);
+        let mut delay = Duration::from_millis(50);
+        loop {
+            match wait_once(inner, &key, after).await {
+                Ok(result) => return result,
+                Err(Fail::Unavailable(reason)) => {
+                    tracing::debug!(
+                        task_id,
+                        reason,
+                        "waiting for a task change: etcd unavailable, retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                Err(fail) => return Err(fail.into()),
+            }
+        }
+    }
+
+    async fn open_session(
+        &self,
+        spec: WorkerSpec,
+    ) -> Result<(Arc<dyn Session>, mpsc::UnboundedReceiver<FeedEvent>), BackendError> {
+        let (session, feed) = session::open(Arc::clone(&self.inner), spec).await?;
+        Ok((session, feed))
+    }
+}
+
+/// Reads the document; if it is not newer than `after`, watches it from the revision read until it changes.
+async fn wait_once(
+    inner: &Inner,
+    key: &str,
+    after: u64,
+) -> Result<Result<Option<Stored<Task>>, BackendError>, Fail> {
+    let resp = timed(inner.config.request_timeout, inner.client().get(key, None)).await?;
+    let read_at = resp.header().map_or(0, |h| h.revision());
+    match resp.kvs().first() {
+        None => return Ok(Ok(None)),
+        Some(kv) if kv.mod_revision() as u64 > after => return Ok(parse_task(key, kv).map(Some)),
+        Some(_) => {}
+    }
+    let options = etcd_client::WatchOptions::new().with_start_revision(read_at + 1);
+    let mut stream = timed(
+        inner.config.request_timeout,
+        inner.client().watch(key, Some(options)),
+    )
+    .await?;
+    loop {
+        let Some(resp) = stream.message().await.map_err(Fail::from)? else {
+            return Err(Fail::Unavailable("the watch of a task ended".to_owned()));
+        };
+        if resp.canceled() || resp.compact_revision() > 0 {
+            return Err(Fail::Unavailable(format!(
+                "the watch of a task was cancelled: {}",
+                resp.cancel_reason()
+            )));
+        }
+        for event in resp.events() {
+            let Some(kv) = event.kv() else { continue };
+            return Ok(match event.event_type() {
+                etcd_client::EventType::Delete => Ok(None),
+                etcd_client::EventType::Put => parse_task(key, kv).map(Some),
+            });
+        }
+    }
+}

@@ -1,0 +1,746 @@
+//! Worker sessions: the lease (kept alive every TTL/3), the claims on it, and the feed (one watch).
+
+use super::batch::Job;
+use super::error::Fail;
+use super::keys::{FeedKey, prefix_end};
+use super::{Inner, got, listing, message_json, range, timed};
+use crate::backend::{
+    ClaimToken, Claimed, CorruptTask, FeedEvent, Message, Session, Stored, WorkerSpec,
+};
+use crate::error::BackendError;
+use crate::model::Task;
+use etcd_client::{
+    Compare, CompareOp, EventType, LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn, TxnOp,
+    WatchOptions, WatchResponse, WatchStream,
+};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// What a session shares between its handle (claims) and its driver (lease, feed).
+struct Shared {
+    inner: Arc<Inner>,
+    spec: WorkerSpec,
+    /// The current lease (0 while the session re-registers after losing it).
+    lease: AtomicI64,
+    closed: CancellationToken,
+}
+
+impl Shared {
+    fn ttl(&self) -> Duration {
+        self.inner.config.lease_ttl
+    }
+
+    fn lease(&self) -> Result<i64, BackendError> {
+        if self.closed.is_cancelled() {
+            return Err(BackendError::SessionClosed("session closed".to_owned()));
+        }
+        match self.lease.load(Ordering::Acquire) {
+            0 => Err(BackendError::SessionClosed(
+                "session lost its lease; re-registering".to_owned(),
+            )),
+            lease => Ok(lease),
+        }
+    }
+
+    /// Grants a lease and registers the worker on it.
+    async fn register(&self) -> Result<i64, Fail> {
+        let inner = &self.inner;
+        let ttl = self.ttl().as_secs().max(2) as i64;
+        let lease = timed(
+            inner.config.request_timeout,
+            inner.client().lease_grant(ttl, None),
+        )
+        .await?
+        .id();
+        let spec = serde_json::to_vec(&self.spec).unwrap_or_default();
+        let mut client = inner.client();
+        let put = client.put(
+            inner.keys.worker(&self.spec.worker_id),
+            spec,
+            Some(PutOptions::new().with_lease(lease)),
+        );
+        timed(inner.config.request_timeout, put).await?;
+        Ok(lease)
+    }
+}
+
+/// Opens a session: lease, worker key, first snapshot, then the driver task.
+pub(super) async fn open(
+    inner: Arc<Inner>,
+    spec: WorkerSpec,
+) -> Result<(Arc<EtcdSession>, mpsc::UnboundedReceiver<FeedEvent>), BackendError> {
+    let shared = Arc::new(Shared {
+        inner,
+        spec,
+        lease: AtomicI64::new(0),
+        closed: CancellationToken::new(),
+    });
+    let lease = shared.register().await?;
+    shared.lease.store(lease, Ordering::Release);
+    let (feed, rx) = mpsc::unbounded_channel();
+    let mut view = View::new(&shared.spec);
+    let revision = match view.load(&shared.inner).await {
+        Ok(revision) => revision,
+        Err(fail) => {
+            let _ = shared.inner.client().lease_revoke(lease).await;
+            return Err(fail.into());
+        }
+    };
+    let _ = feed.send(FeedEvent::Snapshot(view.claimable()));
+    let driver = Driver {
+        shared: Arc::clone(&shared),
+        feed,
+        view,
+        revision,
+        lease,
+        keeper: None,
+        renewed: Instant::now(),
+        sent: None,
+        watch: None,
+    };
+    tokio::spawn(driver.run());
+    if let Some(every) = shared.inner.config.retention_every() {
+        tokio::spawn(retention(Arc::clone(&shared), every));
+    }
+    Ok((Arc::new(EtcdSession { shared }), rx))
+}
+
+/// A worker's session on etcd.
+pub(super) struct EtcdSession {
+    shared: Arc<Shared>,
+}
+
+#[async_trait::async_trait]
+impl Session for EtcdSession {
+    async fn claim(&self, message: &Message) -> Result<Option<Claimed>, BackendError> {
+        let shared = &self.shared;
+        let lease = shared.lease()?;
+        let inner = &shared.inner;
+        let keys = &inner.keys;
+        let task_id = &message.task_id;
+        let claim_key = keys.claim(task_id);
+        let doc_key = keys.task(task_id);
+        let txn = Txn::new()
+            .when([
+                Compare::create_revision(claim_key.clone(), CompareOp::Equal, 0),
+                Compare::value(
+                    keys.message(&message.route, task_id),
+                    CompareOp::Equal,
+                    message_json(message),
+                ),
+            ])
+            .and_then([
+                TxnOp::put(
+                    claim_key.clone(),
+                    shared.spec.worker_id.clone(),
+                    Some(PutOptions::new().with_lease(lease)),
+                ),
+                TxnOp::get(doc_key.clone(), None),
+            ]);
+        let attempt = inner.claims.attempt(task_id);
+        let reply = match inner
+            .submit(Job {
+                task: task_id.clone(),
+                txn,
+                ops: 5,
+                bytes: 512,
+            })
+            .await
+        {
+            Ok(reply) => reply,
+            Err(fail) => {
+                if let Fail::Unavailable(_) = fail {
+                    // The claim may have been applied although its answer was lost: such a claim would hold the
+                    // message as long as the session lives. Look for it once etcd answers again.
+                    tokio::spawn(drop_orphan(Arc::clone(shared), task_id.clone(), lease));
+                }
+                return Err(fail.into());
+            }
+        };
+        if !reply.resp.succeeded() {
+            return Ok(None);
+        }
+        let fence = reply.revision as u64;
+        inner.claims.held(task_id, fence);
+        drop(attempt);
+        let token = ClaimToken {
+            task_id: task_id.clone(),
+            fence,
+        };
+        let Some(doc) = got(reply.resp.op_responses().into_iter().nth(1)) else {
+            // A message without a document (deleted meanwhile): nothing to do.
+            let _ = self.release(&token).await;
+            return Ok(None);
+        };
+        let task = match serde_json::from_slice::<Task>(doc.value()) {
+            Ok(value) => Ok(Stored {
+                value,
+                revision: doc.mod_revision() as u64,
+            }),
+            Err(e) => Err(CorruptTask {
+                revision: doc.mod_revision() as u64,
+                raw: String::from_utf8_lossy(doc.value()).into_owned(),
+                error: e.to_string(),
+            }),
+        };
+        Ok(Some(Claimed { token, task }))
+    }
+
+    async fn release(&self, token: &ClaimToken) -> Result<(), BackendError> {
+        let shared = &self.shared;
+        let key = shared.inner.keys.claim(&token.task_id);
+        shared.inner.claims.released(&token.task_id, token.fence);
+        match release_key(shared, &key, token.fence as i64).await {
+            Ok(()) => Ok(()),
+            Err(Fail::Unavailable(reason)) => {
+                // Keep trying in the background: a claim nobody releases would hold the message as long as the
+                // session lives.
+                tracing::debug!(task_id = %token.task_id, reason, "release failed; retrying in the background");
+                let shared = Arc::clone(shared);
+                let fence = token.fence as i64;
+                tokio::spawn(async move {
+                    let mut delay = Duration::from_millis(100);
+                    while !shared.closed.is_cancelled() {
+                        tokio::time::sleep(delay).await;
+                        match release_key(&shared, &key, fence).await {
+                            Err(Fail::Unavailable(_)) => {
+                                delay = (delay * 2).min(Duration::from_secs(5))
+                            }
+                            _ => return,
+                        }
+                    }
+                });
+                Ok(())
+            }
+            Err(fail) => Err(fail.into()),
+        }
+    }
+
+    async fn close(&self) -> Result<(), BackendError> {
+        let shared = &self.shared;
+        if shared.closed.is_cancelled() {
+            return Ok(());
+        }
+        shared.closed.cancel();
+        let lease = shared.lease.swap(0, Ordering::AcqRel);
+        if lease != 0 {
+            timed(
+                shared.inner.config.request_timeout,
+                shared.inner.client().lease_revoke(lease),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// After a claim whose answer was lost: deletes the claim of the task if it is on this session's lease and no claim
+/// this process knows (held, or being made) explains it.
+async fn drop_orphan(shared: Arc<Shared>, task_id: String, lease: i64) {
+    let inner = Arc::clone(&shared.inner);
+    let key = inner.keys.claim(&task_id);
+    let mut delay = Duration::from_millis(200);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = shared.closed.cancelled() => return,
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+        if shared.lease.load(Ordering::Acquire) != lease {
+            return;
+        }
+        if inner.claims.attempting(&task_id) {
+            continue;
+        }
+        let claim = match timed(
+            inner.config.request_timeout,
+            inner.client().get(key.clone(), None),
+        )
+        .await
+        {
+            Ok(resp) => resp.kvs().first().cloned(),
+            Err(_) => continue,
+        };
+        let Some(claim) = claim else { return };
+        if claim.lease() != lease
+            || inner
+                .claims
+                .is_held(&task_id, claim.create_revision() as u64)
+        {
+            return;
+        }
+        tracing::info!(task_id, "releasing a claim whose answer was lost");
+        if !matches!(
+            release_key(&shared, &key, claim.create_revision()).await,
+            Err(Fail::Unavailable(_))
+        ) {
+            return;
+        }
+    }
+}
+
+/// Deletes a claim if it is still the one created at `fence`.
+async fn release_key(shared: &Shared, key: &str, fence: i64) -> Result<(), Fail> {
+    let txn = Txn::new()
+        .when([Compare::create_revision(key, CompareOp::Equal, fence)])
+        .and_then([TxnOp::delete(key, None)]);
+    let task = key.rsplit('/').next().unwrap_or_default().to_owned();
+    shared
+        .inner
+        .submit(Job {
+            task,
+            txn,
+            ops: 2,
+            bytes: key.len(),
+        })
+        .await
+        .map(|_| ())
+}
+
+/// What the feed knows: the messages of the session's routes and every claim.
+struct View {
+    routes: HashSet<String>,
+    messages: HashMap<String, Message>,
+    claims: HashSet<String>,
+}
+
+impl View {
+    fn new(spec: &WorkerSpec) -> Self {
+        Self {
+            routes: spec.routes().iter().map(crate::model::Route::key).collect(),
+            messages: HashMap::new(),
+            claims: HashSet::new(),
+        }
+    }
+
+    /// Reads the messages of the routes and every claim at one revision; returns it.
+    async fn load(&mut self, inner: &Inner) -> Result<i64, Fail> {
+        let keys = &inner.keys;
+        let claims_prefix = keys.claims();
+        let (claims, revision) = range(
+            inner,
+            claims_prefix.as_bytes().to_vec(),
+            prefix_end(&claims_prefix),
+            0,
+            true,
+        )
+        .await?;
+        self.claims.clear();
+        self.messages.clear();
+        for kv in &claims {
+            if let Ok(FeedKey::Claim(task_id)) = kv.key_str().map(|k| keys.parse_feed(k)) {
+                self.claims.insert(task_id.to_owned());
+            }
+        }
+        let mut routes: Vec<&String> = self.routes.iter().collect();
+        routes.sort();
+        for route in routes {
+            let prefix = format!("{}/msgs/{route}/", keys.root());
+            let (messages, _) = range(
+                inner,
+                prefix.as_bytes().to_vec(),
+                prefix_end(&prefix),
+                revision,
+                false,
+            )
+            .await?;
+            for kv in &messages {
+                if let Ok(message) = serde_json::from_slice::<Message>(kv.value()) {
+                    self.messages.insert(message.task_id.clone(), message);
+                }
+            }
+        }
+        Ok(revision)
+    }
+
+    fn claimable(&self) -> Vec<Message> {
+        self.messages
+            .values()
+            .filter(|m| !self.claims.contains(&m.task_id))
+            .cloned()
+            .collect()
+    }
+
+    /// Applies one watched change; returns what the worker must hear (as the memory backend would say it).
+    fn apply(
+        &mut self,
+        inner: &Inner,
+        event_type: EventType,
+        key: &str,
+        value: &[u8],
+        out: &mut Vec<FeedEvent>,
+    ) {
+        match inner.keys.parse_feed(key) {
+            FeedKey::Cancel(task_id) => {
+                if event_type == EventType::Put {
+                    out.push(FeedEvent::Cancel {
+                        task_id: task_id.to_owned(),
+                    });
+                }
+            }
+            FeedKey::Claim(task_id) => match event_type {
+                EventType::Put => {
+                    self.claims.insert(task_id.to_owned());
+                }
+                EventType::Delete => {
+                    self.claims.remove(task_id);
+                    if let Some(message) = self.messages.get(task_id) {
+                        out.push(FeedEvent::Upsert(message.clone()));
+                    }
+                }
+            },
+            FeedKey::Message { route, task_id } => {
+                if !self.routes.contains(route) {
+                    return;
+                }
+                match event_type {
+                    EventType::Put => {
+                        let Ok(message) = serde_json::from_slice::<Message>(value) else {
+                            tracing::warn!(key, "ignoring a message that does not parse");
+                            return;
+                        };
+                        let old = self.messages.insert(task_id.to_owned(), message.clone());
+                        if old.is_some_and(|old| old != message) || self.claims.contains(task_id) {
+                            out.push(FeedEvent::Remove {
+                                task_id: task_id.to_owned(),
+                            });
+                        }
+                        if !self.claims.contains(task_id) {
+                            out.push(FeedEvent::Upsert(message));
+                        }
+                    }
+                    EventType::Delete => {
+                        if self.messages.remove(task_id).is_some() {
+                            out.push(FeedEvent::Remove {
+                                task_id: task_id.to_owned(),
+                            });
+                        }
+                    }
+                }
+            }
+            FeedKey::Other => {}
+        }
+    }
+}
+
+/// Keeps the lease alive and turns the watch into feed events.
+struct Driver {
+    shared: Arc<Shared>,
+    feed: mpsc::UnboundedSender<FeedEvent>,
+    view: View,
+    /// Every change up to this revision has been applied.
+    revision: i64,
+    lease: i64,
+    keeper: Option<(LeaseKeeper, LeaseKeepAliveStream)>,
+    /// When the last keep-alive that etcd confirmed was sent (the lease lives at least TTL from then).
+    renewed: Instant,
+    /// When the outstanding keep-alive was sent.
+    sent: Option<Instant>,
+    watch: Option<WatchStream>,
+}
+
+enum Wake {
+    Closed,
+    Watch(Result<Option<WatchResponse>, etcd_client::Error>),
+    KeepAlive(Result<Option<etcd_client::LeaseKeepAliveResponse>, etcd_client::Error>),
+    Tick,
+}
+
+impl Driver {
+    async fn run(mut self) {
+        let mut tick = Instant::now();
+        loop {
+            let wake = tokio::select! {
+                biased;
+                () = self.shared.closed.cancelled() => Wake::Closed,
+                () = self.feed.closed() => Wake::Closed,
+                message = next_watch(&mut self.watch) => Wake::Watch(message),
+                response = next_keep_alive(&mut self.keeper) => Wake::KeepAlive(response),
+                () = tokio::time::sleep_until(tick) => Wake::Tick,
+            };
+            match wake {
+                Wake::Closed => break,
+                Wake::Watch(Ok(Some(resp))) => self.on_watch(resp).await,
+                Wake::Watch(result) => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "the feed watch broke; reconnecting");
+                    }
+                    self.watch = None;
+                    tick = tick.min(Instant::now() + Duration::from_millis(200));
+                }
+                Wake::KeepAlive(Ok(Some(resp))) => {
+                    if resp.ttl() <= 0 {
+                        self.lost("the lease expired").await;
+                    } else if let Some(sent) = self.sent.take() {
+                        self.renewed = sent;
+                    }
+                }
+                Wake::KeepAlive(_) => {
+                    self.keeper = None;
+                    self.sent = None;
+                    tick = tick.min(Instant::now() + Duration::from_millis(200));
+                }
+                Wake::Tick => tick = self.on_tick().await,
+            }
+        }
+        if !self.feed.is_closed() {
+            return;
+        }
+        // The worker dropped its feed without closing: end the session.
+        self.shared.closed.cancel();
+        let lease = self.shared.lease.swap(0, Ordering::AcqRel);
+        if lease != 0 {
+            let _ = timed(
+                self.shared.inner.config.request_timeout,
+                self.shared.inner.client().lease_revoke(lease),
+            )
+            .await;
+        }
+    }
+
+    fn send(&self, event: FeedEvent) {
+        let _ = self.feed.send(event);
+    }
+
+    /// Renews the lease, reconnects what broke; returns when to tick next.
+    async fn on_tick(&mut self) -> Instant {
+        let now = Instant::now();
+        let ttl = self.shared.ttl();
+        let retry = now + Duration::from_millis(500);
+        if now.duration_since(self.renewed) >= ttl {
+            self.lost("the lease could not be renewed within its TTL")
+                .await;
+            return Instant::now() + ttl / 3;
+        }
+        let inner = Arc::clone(&self.shared.inner);
+        let mut next = now + ttl / 3;
+        match &mut self.keeper {
+            Some((keeper, _)) => {
+                if keeper.keep_alive().await.is_ok() {
+                    self.sent.get_or_insert(now);
+                } else {
+                    self.keeper = None;
+                    next = retry;
+                }
+            }
+            None => {
+                let mut client = inner.client();
+                let request = client.lease_keep_alive(self.lease);
+                match timed(inner.config.request_timeout.min(ttl / 3), request).await {
+                    Ok(keeper) => {
+                        self.renewed = now;
+                        self.keeper = Some(keeper);
+                    }
+                    Err(Fail::LeaseNotFound(_)) => {
+                        self.lost("the lease expired").await;
+                        return Instant::now() + ttl / 3;
+                    }
+                    Err(fail) => {
+                        tracing::debug!(error = %fail, "lease keep-alive unavailable; retrying");
+                        next = retry;
+                    }
+                }
+            }
+        }
+        if self.watch.is_none() && !self.open_watch().await {
+            next = next.min(retry);
+        }
+        next
+    }
+
+    /// Opens the feed watch from the next revision. `false` if etcd cannot be reached.
+    async fn open_watch(&mut self) -> bool {
+        let inner = Arc::clone(&self.shared.inner);
+        let (start, end) = inner.keys.feed_range();
+        let options = WatchOptions::new()
+            .with_range(end)
+            .with_start_revision(self.revision + 1)
+            .with_progress_notify();
+        match timed(
+            inner.config.request_timeout,
+            inner.client().watch(start, Some(options)),
+        )
+        .await
+        {
+            Ok(stream) => {
+                self.watch = Some(stream);
+                true
+            }
+            Err(fail) => {
+                tracing::debug!(error = %fail, "cannot open the feed watch; retrying");
+                false
+            }
+        }
+    }
+
+    async fn on_watch(&mut self, resp: WatchResponse) {
+        if resp.compact_revision() > 0 {
+            tracing::info!(
+                compacted = resp.compact_revision(),
+                "the feed fell behind a compaction; re-listing"
+            );
+            self.watch = None;
+            self.resync().await;
+            return;
+        }
+        if resp.canceled() {
+            tracing::debug!(
+                reason = resp.cancel_reason(),
+                "the feed watch was cancelled; reconnecting"
+            );
+            self.watch = None;
+            return;
+        }
+        let mut out = Vec::new();
+        let inner = Arc::clone(&self.shared.inner);
+        for event in resp.events() {
+            let Some(kv) = event.kv() else { continue };
+            let Ok(key) = kv.key_str() else { continue };
+            self.view
+                .apply(&inner, event.event_type(), key, kv.value(), &mut out);
+            self.revision = self.revision.max(kv.mod_revision());
+        }
+        if resp.events().is_empty() && !resp.created() {
+            // A progress notification: every change up to the header revision was sent.
+            self.revision = self.revision.max(resp.header().map_or(0, |h| h.revision()));
+        }
+        for event in out {
+            tracing::debug!(worker = %self.shared.spec.worker_id, ?event, "feed");
+            self.send(event);
+        }
+    }
+
+    /// Re-reads the routes' messages and the claims, sends a snapshot, and watches from there.
+    async fn resync(&mut self) {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            if self.shared.closed.is_cancelled() {
+                return;
+            }
+            match self.view.load(&self.shared.inner).await {
+                Ok(revision) => {
+                    self.revision = revision;
+                    self.send(FeedEvent::Snapshot(self.view.claimable()));
+                    let _ = self.open_watch().await;
+                    return;
+                }
+                Err(fail) => {
+                    tracing::debug!(error = %fail, "re-listing the feed failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    /// The lease is gone: tell the worker (every claim is void), then register again and resync.
+    async fn lost(&mut self, reason: &str) {
+        tracing::warn!(worker = %self.shared.spec.worker_id, reason, "worker session lost its lease");
+        self.shared.lease.store(0, Ordering::Release);
+        self.send(FeedEvent::Lost(reason.to_owned()));
+        let old = self.lease;
+        let inner = Arc::clone(&self.shared.inner);
+        tokio::spawn(async move {
+            let _ = timed(
+                inner.config.request_timeout,
+                inner.client().lease_revoke(old),
+            )
+            .await;
+        });
+        self.keeper = None;
+        self.sent = None;
+        self.watch = None;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            if self.shared.closed.is_cancelled() {
+                return;
+            }
+            match self.shared.register().await {
+                Ok(lease) => {
+                    self.lease = lease;
+                    self.renewed = Instant::now();
+                    self.shared.lease.store(lease, Ordering::Release);
+                    break;
+                }
+                Err(fail) => {
+                    tracing::debug!(error = %fail, "re-registering the worker failed; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = self.shared.closed.cancelled() => return,
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+        tracing::info!(worker = %self.shared.spec.worker_id, lease = self.lease, "worker session registered again");
+        self.resync().await;
+    }
+}
+
+async fn next_watch(
+    watch: &mut Option<WatchStream>,
+) -> Result<Option<WatchResponse>, etcd_client::Error> {
+    match watch {
+        Some(stream) => stream.message().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_keep_alive(
+    keeper: &mut Option<(LeaseKeeper, LeaseKeepAliveStream)>,
+) -> Result<Option<etcd_client::LeaseKeepAliveResponse>, etcd_client::Error> {
+    match keeper {
+        Some((_, stream)) => stream.message().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The retention cleaner: the worker holding `{prefix}/retention/leader` (on its lease) deletes expired tasks.
+async fn retention(shared: Arc<Shared>, every: Duration) {
+    let Some(retention) = shared.inner.config.retention else {
+        return;
+    };
+    let key = shared.inner.keys.retention_leader();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = shared.closed.cancelled() => return,
+        }
+        let Ok(lease) = shared.lease() else { continue };
+        let inner = &shared.inner;
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(
+                key.clone(),
+                shared.spec.worker_id.clone(),
+                Some(PutOptions::new().with_lease(lease)),
+            )])
+            .or_else([TxnOp::get(key.clone(), None)]);
+        let leader = match timed(inner.config.request_timeout, inner.client().txn(txn)).await {
+            Ok(resp) => {
+                resp.succeeded()
+                    || got(resp.op_responses().into_iter().next())
+                        .is_some_and(|kv| kv.lease() == lease)
+            }
+            Err(_) => false,
+        };
+        if !leader {
+            continue;
+        }
+        loop {
+            match listing::clean_expired(inner, retention, 256).await {
+                Ok(256) => continue,
+                Ok(_) => break,
+                Err(fail) => {
+                    tracing::debug!(error = %fail, "retention pass failed");
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! A private etcd server for tests: started from the `etcd` binary on ephemeral loopback ports with a temporary data
+//! dir (on `/dev/shm` when there is one), stopped (kill + wait) on drop, restartable on the same ports and data.
+//!
+//! Tests that need etcd **fail** with a clear message when it cannot be started; they are never skipped.
+
+use crate::TestBackend;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use taskflow::backend::etcd::{EtcdBackend, EtcdConfig};
+
+/// The etcd binary: `$ETCD_BIN`, else `etcd` on the `PATH`.
+pub fn etcd_binary() -> String {
+    std::env::var("ETCD_BIN").unwrap_or_else(|_| "etcd".to_owned())
+}
+
+/// A private etcd server.
+pub struct EtcdServer {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    client_port: u16,
+    peer_port: u16,
+}
+
+fn free_port() -> u16 {
+    let listener =
+        TcpListener::bind("127.0.0.1:0").expect("cannot bind an ephemeral loopback port");
+    listener.local_addr().expect("no local address").port()
+}
+
+fn temp_root() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+impl EtcdServer {
+    /// Starts a fresh server and waits until it is healthy. Panics with a clear message when it cannot start.
+    pub fn start() -> Self {
+        let mut last_error = String::new();
+        for _ in 0..3 {
+            let dir = tempfile::Builder::new()
+                .prefix("taskflow-etcd-")
+                .tempdir_in(temp_root())
+                .or_else(|_| tempfile::tempdir())
+                .expect("cannot create a temporary data dir for etcd");
+            let mut server = Self {
+                child: None,
+                dir,
+                client_port: free_port(),
+                peer_port: free_port(),
+            };
+            match server.spawn() {
+                Ok(()) => return server,
+                Err(e) => last_error = e,
+            }
+        }
+        panic!(
+            "cannot start a private etcd server for the tests ({last_error}). Install it (Debian: `apt-get install \
+             etcd-server`) or set ETCD_BIN to the etcd binary."
+        );
+    }
+
+    /// The client endpoint (`http://127.0.0.1:PORT`).
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// The server process id (while it runs).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The data dir.
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("etcd.log")
+    }
+
+    /// The server's log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .map_err(|e| format!("cannot create the etcd log: {e}"))?;
+        let err_log = log.try_clone().map_err(|e| e.to_string())?;
+        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let child = Command::new(etcd_binary())
+            .arg("--name=taskflow-test")
+            .arg(format!(
+                "--data-dir={}",
+                self.dir.path().join("data").display()
+            ))
+            .arg(format!("--listen-client-urls={client}"))
+            .arg(format!("--advertise-client-urls={client}"))
+            .arg(format!("--listen-peer-urls={peer}"))
+            .arg(format!("--initial-advertise-peer-urls={peer}"))
+            .arg(format!("--initial-cluster=taskflow-test={peer}"))
+            .arg("--initial-cluster-state=new")
+            .arg("--logger=zap")
+            .arg("--log-level=warn")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err_log)
+            .spawn()
+            .map_err(|e| format!("cannot run `{}`: {e}", etcd_binary()))?;
+        self.child = Some(child);
+        self.wait_healthy(Duration::from_secs(15))
+    }
+
+    fn wait_healthy(&mut self, limit: Duration) -> Result<(), String> {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.child = None;
+                    return Err(format!(
+                        "etcd exited with {status} at start; its log:\n{}",
+                        self.log()
+                    ));
+                }
+            }
+            if self
+                .get("/health")
+                .is_some_and(|body| body.contains("\"health\":\"true\""))
+            {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+        Err(format!(
+            "etcd did not become healthy within {limit:?}; its log:\n{}",
+            self.log()
+        ))
+    }
+
+    /// A plain HTTP GET on the client port (`/health`, `/metrics`, `/version`); `None` if it fails.
+    pub fn get(&self, path: &str) -> Option<String> {
+        let mut stream = TcpStream::connect_timeout(
+            &format!("127.0.0.1:{}", self.client_port).parse().ok()?,
+            Duration::from_millis(500),
+        )
+        .ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let (head, body) = response.split_once("\r\n\r\n")?;
+        (head.split(' ').nth(1) == Some("200")).then(|| body.to_owned())
+    }
+
+    /// The Prometheus metrics of the server.
+    pub fn metrics(&self) -> String {
+        self.get("/metrics").unwrap_or_default()
+    }
+
+    /// The sum of a metric's samples (all label sets) in the server's Prometheus metrics.
+    pub fn metric(&self, name: &str) -> f64 {
+        self.metrics()
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter(|line| line.split(['{', ' ']).next() == Some(name))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Kills the server (SIGKILL) and waits for it. The data dir stays, so [`restart`](Self::restart) resumes it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same ports with the same data (after [`kill`](Self::kill)).
+    pub fn restart(&mut self) {
+        self.kill();
+        if let Err(e) = self.spawn() {
+            panic!("cannot restart the private etcd server: {e}");
+        }
+    }
+
+    /// Pauses (SIGSTOP) or resumes (SIGCONT) the server.
+    pub fn signal(&self, signal: &str) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(pid.to_string())
+                .status();
+        }
+    }
+}
+
+impl Drop for EtcdServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+static PREFIX: AtomicU64 = AtomicU64::new(0);
+
+/// A unique key prefix for a test.
+pub fn unique_prefix() -> String {
+    format!(
+        "/taskflow-test/{}-{}",
+        std::process::id(),
+        PREFIX.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The configuration tests use: the server's endpoint, a unique prefix, short timeouts.
+pub fn config(server: &EtcdServer) -> EtcdConfig {
+    EtcdConfig::new([server.endpoint()])
+        .prefix(unique_prefix())
+        .connect_timeout(Duration::from_secs(5))
+        .request_timeout(Duration::from_secs(3))
+}
+
+/// Connects a backend to the server; panics with a clear message if it cannot.
+pub async fn connect(config: EtcdConfig) -> EtcdBackend {
+    match config.connect().await {
+        Ok(backend) => backend,
+        Err(e) => panic!("cannot connect to the private etcd server: {e}"),
+    }
+}
+
+/// A fresh private etcd server and a backend on it, for the semantic suite.
+pub async fn backend() -> TestBackend {
+    let server = EtcdServer::start();
+    let backend = connect(config(&server)).await;
+    TestBackend {
+        backend: Arc::new(backend),
+        guard: Some(Box::new(server)),
+    }
+}
+
+/// A fresh private etcd server and a backend on it with an adjusted configuration.
+pub async fn backend_with(
+    configure: impl FnOnce(EtcdConfig) -> EtcdConfig,
+) -> (EtcdServer, EtcdBackend) {
+    let server = EtcdServer::start();
+    let backend = connect(configure(config(&server))).await;
+    (server, backend)
+}
