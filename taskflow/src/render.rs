@@ -36,15 +36,16 @@ impl Renderer {
         task: &Task,
         step: &Step,
     ) -> Result<BTreeMap<String, String>, String> {
-        let context = Self::context(task);
+        let mut context = None;
         step.params
             .iter()
             .map(|(key, template)| {
-                if !template.contains("{{") && !template.contains("{%") {
+                if !is_template(template) {
                     return Ok((key.clone(), template.clone()));
                 }
+                let context = context.get_or_insert_with(|| Self::context(task)).clone();
                 self.env
-                    .render_named_str(&format!("{}.{key}", step.name), template, context.clone())
+                    .render_named_str(&format!("{}.{key}", step.name), template, context)
                     .map(|rendered| (key.clone(), rendered))
                     .map_err(|e| {
                         format!(
@@ -59,7 +60,7 @@ impl Renderer {
 
     /// Checks that a param value parses as a template (without rendering it).
     pub fn check_syntax(&self, template: &str) -> Result<(), String> {
-        if !template.contains("{{") && !template.contains("{%") {
+        if !is_template(template) {
             return Ok(());
         }
         self.env
@@ -98,6 +99,11 @@ impl Renderer {
         });
         Value::from(Serde(context))
     }
+}
+
+/// Whether a param value holds template syntax (plain values are used verbatim, without building a context).
+fn is_template(value: &str) -> bool {
+    value.contains("{{") || value.contains("{%")
 }
 
 /// The error with its detail and position, on one line.

@@ -19,7 +19,7 @@ pub struct MemoryBackend {
 #[derive(Default)]
 struct State {
     revision: u64,
-    tasks: HashMap<String, Stored<Task>>,
+    tasks: HashMap<String, Stored<Arc<Task>>>,
     messages: HashMap<String, Message>,
     /// Task id → (session, fence).
     claims: HashMap<String, (u64, u64)>,
@@ -27,6 +27,8 @@ struct State {
     next_session: u64,
     /// Who waits for a change of a task (`wait_change`), by task id.
     waiters: HashMap<String, Weak<Notify>>,
+    /// Who waits for a task to settle (`wait_settled`), by task id.
+    settle_waiters: HashMap<String, Weak<Notify>>,
 }
 
 struct SessionEntry {
@@ -46,22 +48,80 @@ impl MemoryBackend {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Waits until the task satisfies `ready` (or is gone), woken by commits of that task only.
+    async fn wait_for(
+        &self,
+        task_id: &str,
+        kind: Wait,
+        ready: impl Fn(&Stored<Arc<Task>>) -> bool,
+    ) -> Option<Stored<Task>> {
+        loop {
+            let notify = {
+                let mut state = self.state();
+                match state.tasks.get(task_id) {
+                    None => return None,
+                    Some(stored) if ready(stored) => return Some(detach(stored)),
+                    Some(_) => {}
+                }
+                let waiters = match kind {
+                    Wait::Change => &mut state.waiters,
+                    Wait::Settle => &mut state.settle_waiters,
+                };
+                let existing = waiters.get(task_id).and_then(Weak::upgrade);
+                existing.unwrap_or_else(|| {
+                    let notify = Arc::new(Notify::new());
+                    waiters.insert(task_id.to_owned(), Arc::downgrade(&notify));
+                    notify
+                })
+            };
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let changed = self.state().tasks.get(task_id).is_none_or(&ready);
+            if !changed {
+                notified.await;
+            }
+        }
+    }
+
     fn bump(&self, state: &mut State) -> u64 {
         state.revision += 1;
         state.revision
     }
 }
 
-impl State {
-    /// Wakes whoever waits for a change of the task.
-    fn wake(&mut self, task_id: &str) {
-        if let Some(waiter) = self.waiters.get(task_id) {
-            match waiter.upgrade() {
-                Some(notify) => notify.notify_waiters(),
-                None => {
-                    self.waiters.remove(task_id);
-                }
+/// Which waiters a wait registers with.
+#[derive(Clone, Copy)]
+enum Wait {
+    Change,
+    Settle,
+}
+
+fn wake(waiters: &mut HashMap<String, Weak<Notify>>, task_id: &str) {
+    if let Some(waiter) = waiters.get(task_id) {
+        match waiter.upgrade() {
+            Some(notify) => notify.notify_waiters(),
+            None => {
+                waiters.remove(task_id);
             }
+        }
+    }
+}
+
+/// A copy of a stored task for a caller.
+fn detach(stored: &Stored<Arc<Task>>) -> Stored<Task> {
+    Stored {
+        value: Task::clone(&stored.value),
+        revision: stored.revision,
+    }
+}
+
+impl State {
+    /// Wakes whoever waits for a change of the task, and for its end if it settled.
+    fn wake(&mut self, task_id: &str, settled: bool) {
+        wake(&mut self.waiters, task_id);
+        if settled {
+            wake(&mut self.settle_waiters, task_id);
         }
     }
 
@@ -113,7 +173,7 @@ impl Backend for MemoryBackend {
         state.tasks.insert(
             task.task_id.clone(),
             Stored {
-                value: task.clone(),
+                value: Arc::new(task.clone()),
                 revision,
             },
         );
@@ -125,7 +185,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn get(&self, task_id: &str) -> Result<Option<Stored<Task>>, BackendError> {
-        Ok(self.state().tasks.get(task_id).cloned())
+        Ok(self.state().tasks.get(task_id).map(detach))
     }
 
     async fn list(&self, query: &TaskQuery) -> Result<TaskPage, BackendError> {
@@ -133,7 +193,7 @@ impl Backend for MemoryBackend {
             .state()
             .tasks
             .values()
-            .map(|s| s.value.clone())
+            .map(|s| Task::clone(&s.value))
             .collect();
         Ok(query.apply(tasks))
     }
@@ -159,7 +219,8 @@ impl Backend for MemoryBackend {
                 revision,
             },
         );
-        state.wake(&task_id);
+        let settled = state.tasks[&task_id].value.is_settled();
+        state.wake(&task_id, settled);
         let old = state.messages.remove(&task_id);
         if let Some(old) = old.as_ref().or(t.previous.as_ref())
             && next.as_ref() != Some(old)
@@ -188,30 +249,20 @@ impl Backend for MemoryBackend {
         Ok(Commit::Applied { revision })
     }
 
-    async fn wait_change(&self, task_id: &str, after: u64) -> Result<Option<Stored<Task>>, BackendError> {
-        loop {
-            let notify = {
-                let mut state = self.state();
-                match state.tasks.get(task_id) {
-                    None => return Ok(None),
-                    Some(stored) if stored.revision > after => return Ok(Some(stored.clone())),
-                    Some(_) => {}
-                }
-                let existing = state.waiters.get(task_id).and_then(Weak::upgrade);
-                existing.unwrap_or_else(|| {
-                    let notify = Arc::new(Notify::new());
-                    state.waiters.insert(task_id.to_owned(), Arc::downgrade(&notify));
-                    notify
-                })
-            };
-            let notified = notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let changed = self.state().tasks.get(task_id).is_none_or(|stored| stored.revision > after);
-            if !changed {
-                notified.await;
-            }
-        }
+    async fn wait_change(
+        &self,
+        task_id: &str,
+        after: u64,
+    ) -> Result<Option<Stored<Task>>, BackendError> {
+        Ok(self
+            .wait_for(task_id, Wait::Change, |s| s.revision > after)
+            .await)
+    }
+
+    async fn wait_settled(&self, task_id: &str) -> Result<Option<Stored<Task>>, BackendError> {
+        Ok(self
+            .wait_for(task_id, Wait::Settle, |s| s.value.is_settled())
+            .await)
     }
 
     async fn open_session(
@@ -270,7 +321,7 @@ impl Session for MemorySession {
                 task_id: message.task_id.clone(),
                 fence,
             },
-            task: Ok(stored),
+            task: Ok(detach(&stored)),
         }))
     }
 

@@ -156,8 +156,8 @@ pub struct CorruptTask {
 /// they share a key), optionally releases the claim, and optionally signals cancellation to whoever runs the task.
 #[derive(Debug, Clone)]
 pub struct Transition {
-    /// The new document.
-    pub task: Task,
+    /// The new document (shared: the worker keeps it as its current view).
+    pub task: Arc<Task>,
     /// The revision the new document was derived from.
     pub expected_revision: u64,
     /// The message of the document at `expected_revision` (`Message::of` it).
@@ -269,6 +269,21 @@ pub trait Backend: Send + Sync + 'static {
         task_id: &str,
         after: u64,
     ) -> Result<Option<Stored<Task>>, BackendError>;
+
+    /// Waits until the task has ended and its callback (if any) has run ([`Task::is_settled`]) and returns it (`None`
+    /// if the task was deleted). The default waits change by change; backends may wake only at the end.
+    async fn wait_settled(&self, task_id: &str) -> Result<Option<Stored<Task>>, BackendError> {
+        let Some(mut stored) = self.get(task_id).await? else {
+            return Ok(None);
+        };
+        while !stored.value.is_settled() {
+            match self.wait_change(task_id, stored.revision).await? {
+                Some(next) => stored = next,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(stored))
+    }
 
     /// Opens a worker session and its feed. The feed starts with a [`FeedEvent::Snapshot`].
     async fn open_session(

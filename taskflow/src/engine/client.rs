@@ -96,18 +96,10 @@ impl Engine {
 
     /// Waits until the task has ended and its callback (if any) has run; returns the final task.
     pub async fn wait(&self, task_id: &str) -> Result<Task> {
-        let mut stored = self.stored(task_id).await?;
-        loop {
-            if stored.value.is_terminal() && Message::of(&stored.value).is_none() {
-                return Ok(stored.value);
-            }
-            stored = self
-                .inner
-                .backend
-                .wait_change(task_id, stored.revision)
-                .await?
-                .ok_or_else(|| Error::NotFound(task_id.to_owned()))?;
-        }
+        let settled = self.inner.backend.wait_settled(task_id).await?;
+        Ok(settled
+            .ok_or_else(|| Error::NotFound(task_id.to_owned()))?
+            .value)
     }
 
     /// [`wait`](Self::wait) with a limit.
@@ -122,7 +114,7 @@ impl Engine {
         let mut stored = self.stored(task_id).await?;
         loop {
             on_change(&stored.value);
-            if stored.value.is_terminal() && Message::of(&stored.value).is_none() {
+            if stored.value.is_settled() {
                 return Ok(stored.value);
             }
             stored = self
@@ -179,7 +171,7 @@ impl Engine {
             })?;
             let transition = Transition {
                 previous: Message::of(&stored.value),
-                task: task.clone(),
+                task: std::sync::Arc::new(task.clone()),
                 expected_revision: stored.revision,
                 claim: None,
                 release_claim: false,

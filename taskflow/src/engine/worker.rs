@@ -356,7 +356,7 @@ enum Interrupt {
 struct Driver {
     shared: Arc<Shared>,
     token: ClaimToken,
-    stored: Stored<Task>,
+    stored: Stored<Arc<Task>>,
     message: Message,
     /// Whether the claim is still held.
     holding: bool,
@@ -367,7 +367,10 @@ struct Driver {
 impl Driver {
     async fn start(shared: Arc<Shared>, message: Message, claimed: Claimed) {
         let stored = match claimed.task {
-            Ok(stored) => stored,
+            Ok(stored) => Stored {
+                value: Arc::new(stored.value),
+                revision: stored.revision,
+            },
             Err(corrupt) => return fail_corrupt(&shared, &message, &claimed.token, corrupt).await,
         };
         let mut driver = Driver {
@@ -419,14 +422,14 @@ impl Driver {
 
     async fn run_step(&mut self, index: usize, cancel: CancellationToken) -> Option<Message> {
         if !self.started {
-            let mut started = self.stored.value.clone();
+            let mut started = Task::clone(&self.stored.value);
             machine::start_step(&mut started, index, Utc::now());
             if !self.commit(started, false, false).await {
                 return None;
             }
         }
         self.started = false;
-        let task = self.stored.value.clone();
+        let task = Arc::clone(&self.stored.value);
         let step = &task.steps[index];
         let span = tracing::info_span!("step", step = %step.name, executor = %step.executor, attempt = step.attempt);
         let began = Instant::now();
@@ -449,7 +452,7 @@ impl Driver {
         .increment(1);
         metrics::histogram!("taskflow_step_execute_duration_seconds", "task_type" => labels[0].1.clone(),
             "executor" => labels[1].1.clone(), "status" => status).record(began.elapsed().as_secs_f64());
-        let mut task = task;
+        let mut task = Arc::unwrap_or_clone(task);
         match result {
             Ok(outcome) => {
                 if let Outcome::Failure { error, .. } = &outcome {
@@ -475,7 +478,7 @@ impl Driver {
     /// Renders the params and runs the step future under its timeout, the task deadline, cancellation and shutdown.
     async fn attempt(
         &self,
-        task: &Task,
+        task: &Arc<Task>,
         index: usize,
         cancel: CancellationToken,
     ) -> Result<Outcome, Interrupt> {
@@ -496,7 +499,7 @@ impl Driver {
                 retryable: false,
             });
         };
-        let ctx = StepContext::new(Arc::new(task.clone()), index, params, cancel.clone());
+        let ctx = StepContext::new(Arc::clone(task), index, params, cancel.clone());
         let future = AssertUnwindSafe(executor.run(&ctx)).catch_unwind();
         tokio::pin!(future);
         let step_timeout = (step.max_execution_seconds > 0)
@@ -538,7 +541,7 @@ impl Driver {
 
     /// Runs the callback of an ended task and records its result.
     async fn callback(&mut self) -> Option<Message> {
-        let task = self.stored.value.clone();
+        let task = Task::clone(&self.stored.value);
         let pending =
             task.is_terminal() && !task.callback_name.is_empty() && task.callback_result.is_none();
         if !pending {
@@ -612,9 +615,10 @@ impl Driver {
     /// Commits a transition under the claim, retrying while the backend is unavailable. `false` if it was rejected
     /// (the task changed or the claim was lost) or could not be stored.
     async fn commit(&mut self, task: Task, release: bool, cancel: bool) -> bool {
+        let task = Arc::new(task);
         let transition = Transition {
             previous: Some(self.message.clone()),
-            task: task.clone(),
+            task: Arc::clone(&task),
             expected_revision: self.stored.revision,
             claim: Some(self.token.clone()),
             release_claim: release,
@@ -689,7 +693,7 @@ async fn fail_corrupt(
     task.end = Some(now);
     let transition = Transition {
         previous: Some(message.clone()),
-        task,
+        task: Arc::new(task),
         expected_revision: corrupt.revision,
         claim: Some(token.clone()),
         release_claim: true,

@@ -165,6 +165,11 @@ impl Task {
         self.status.is_terminal()
     }
 
+    /// Whether the task has ended and its callback (if any) has run: nothing more will happen to it.
+    pub fn is_settled(&self) -> bool {
+        self.is_terminal() && (self.callback_name.is_empty() || self.callback_result.is_some())
+    }
+
     /// The task deadline: start + maxExecutionSeconds (none before the start or without a limit).
     pub fn deadline(&self) -> Option<DateTime<Utc>> {
         match (self.start, self.max_execution_seconds) {
