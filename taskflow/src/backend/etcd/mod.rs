@@ -370,13 +370,8 @@ impl Backend for EtcdBackend {
         }
         let count = ops.len() + summary_ops;
         let txn = Txn::new()
-            .when([Compare::create_revision(
-                doc_key.clone(),
-                CompareOp::Equal,
-                0,
-            )])
-            .and_then(ops)
-            .or_else([TxnOp::get(doc_key, None)]);
+            .when([Compare::create_revision(doc_key, CompareOp::Equal, 0)])
+            .and_then(ops);
         let reply = inner
             .submit(Job {
                 task: task.task_id.clone(),
@@ -386,12 +381,9 @@ impl Backend for EtcdBackend {
             })
             .await?;
         if reply.resp.succeeded() {
-            return Ok(reply.revision as u64);
-        }
-        // Not created: taken, unless it is our own document (a retry after an ambiguous failure).
-        match got(reply.resp.op_responses().into_iter().next()) {
-            Some(kv) if kv.value() == doc.as_slice() => Ok(kv.mod_revision() as u64),
-            _ => Err(BackendError::AlreadyExists(task.task_id.clone())),
+            Ok(reply.revision as u64)
+        } else {
+            Err(BackendError::AlreadyExists(task.task_id.clone()))
         }
     }
 

@@ -405,7 +405,7 @@ impl View {
                             return;
                         };
                         let old = self.messages.insert(task_id.to_owned(), message.clone());
-                        if old.is_some_and(|old| old != message) || self.claims.contains(task_id) {
+                        if old.is_some_and(|old| old != message) {
                             out.push(FeedEvent::Remove {
                                 task_id: task_id.to_owned(),
                             });

@@ -1,0 +1,492 @@
+//! Contract tests of the etcd backend: create / get / list, commit guards, claim fencing, feed events, lease loss,
+//! retention, corrupt documents and an unreachable etcd. Run with `--features etcd`.
+#![cfg(feature = "etcd")]
+
+use std::time::Duration;
+use taskflow::backend::etcd::EtcdBackend;
+use taskflow::backend::{ClaimToken, Commit, FeedEvent, Message, Transition, WorkerSpec};
+use taskflow::{
+    Backend, BackendError, Route, Step, StepOptions, Task, TaskInfo, TaskOptions, TaskQuery,
+    TaskStatus,
+};
+use taskflow_tests::etcd::{EtcdServer, backend_with};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+fn task(name: &str, options: TaskOptions, steps: &[(&str, Option<&str>)]) -> Task {
+    let info = TaskInfo {
+        task_name: name.into(),
+        task_type: "contract".into(),
+        creator: "tester".into(),
+        ..Default::default()
+    };
+    let mut task = Task::new(info, options);
+    for (step, node) in steps {
+        let options = StepOptions {
+            node: node.map(str::to_owned),
+            ..Default::default()
+        };
+        task.add_step(Step::new(*step, "exec", options));
+    }
+    task.current_step = task.steps[0].name.clone();
+    task
+}
+
+fn spec(id: &str, node: &str, queues: &[&str]) -> WorkerSpec {
+    WorkerSpec {
+        worker_id: id.into(),
+        node: node.into(),
+        queues: queues.iter().map(|q| (*q).to_owned()).collect(),
+        executors: vec!["exec".into()],
+        callbacks: Vec::new(),
+    }
+}
+
+async fn next(feed: &mut UnboundedReceiver<FeedEvent>) -> FeedEvent {
+    tokio::time::timeout(Duration::from_secs(10), feed.recv())
+        .await
+        .expect("no feed event within 10 s")
+        .expect("feed closed")
+}
+
+async fn quiet(feed: &mut UnboundedReceiver<FeedEvent>) {
+    if let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(300), feed.recv()).await {
+        panic!("unexpected feed event {event:?}");
+    }
+}
+
+async fn server() -> (EtcdServer, EtcdBackend) {
+    backend_with(|c| c.lease_ttl(Duration::from_secs(3))).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_get_and_guards() {
+    let (_server, backend) = server().await;
+    let t = task("a", TaskOptions::default(), &[("s1", None), ("s2", None)]);
+    let revision = backend.create(&t).await.unwrap();
+    assert!(matches!(
+        backend.create(&t).await,
+        Err(BackendError::AlreadyExists(_))
+    ));
+    let stored = backend.get(&t.task_id).await.unwrap().unwrap();
+    assert_eq!(stored.revision, revision);
+    assert_eq!(stored.value, t);
+    assert!(backend.get("nope").await.unwrap().is_none());
+
+    // A stale revision is a conflict; the right one applies and returns the new revision.
+    let mut next = t.clone();
+    next.message = "changed".into();
+    let transition = |expected: u64, task: &Task| Transition {
+        task: task.clone().into(),
+        expected_revision: expected,
+        previous: Message::of(&t),
+        claim: None,
+        release_claim: false,
+        cancel: false,
+    };
+    assert_eq!(
+        backend
+            .commit(transition(revision + 100, &next))
+            .await
+            .unwrap(),
+        Commit::Conflict
+    );
+    let Commit::Applied { revision: r2 } =
+        backend.commit(transition(revision, &next)).await.unwrap()
+    else {
+        panic!("commit rejected")
+    };
+    assert!(r2 > revision);
+    assert_eq!(backend.get(&t.task_id).await.unwrap().unwrap().revision, r2);
+    // The same commit again (as after an ambiguous failure) reports the revision it was applied at.
+    assert_eq!(
+        backend.commit(transition(revision, &next)).await.unwrap(),
+        Commit::Applied { revision: r2 }
+    );
+
+    // Oversized documents are refused before anything is sent.
+    let mut big = task("big", TaskOptions::default(), &[("s", None)]);
+    big.common_params
+        .insert("blob".into(), "x".repeat(2 * 1024 * 1024));
+    assert!(matches!(
+        backend.create(&big).await,
+        Err(BackendError::TooLarge { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feed_claims_fencing_and_cancel() {
+    let (_server, backend) = server().await;
+    let early = task(
+        "early",
+        TaskOptions::default(),
+        &[("s1", None), ("s2", None)],
+    );
+    backend.create(&early).await.unwrap();
+    let (w1, mut f1) = backend
+        .open_session(spec("w1", "n1", &["default"]))
+        .await
+        .unwrap();
+    let (w2, mut f2) = backend
+        .open_session(spec("w2", "n2", &["default"]))
+        .await
+        .unwrap();
+    let m1 = Message::of(&early).unwrap();
+    assert_eq!(next(&mut f1).await, FeedEvent::Snapshot(vec![m1.clone()]));
+    assert_eq!(next(&mut f2).await, FeedEvent::Snapshot(vec![m1.clone()]));
+
+    // A new task is announced to both.
+    let t = task(
+        "t",
+        TaskOptions::default(),
+        &[("s1", None), ("s2", Some("n2"))],
+    );
+    let r0 = backend.create(&t).await.unwrap();
+    let m = Message::of(&t).unwrap();
+    assert_eq!(next(&mut f1).await, FeedEvent::Upsert(m.clone()));
+    assert_eq!(next(&mut f2).await, FeedEvent::Upsert(m.clone()));
+
+    // One claim wins; the other session gets nothing, and nobody hears of the claim.
+    let claimed = w1.claim(&m).await.unwrap().expect("first claim");
+    assert!(w2.claim(&m).await.unwrap().is_none());
+    assert_eq!(claimed.task.as_ref().unwrap().revision, r0);
+    quiet(&mut f1).await;
+
+    // Commit the first step under the claim and release it: the message moves to node n2.
+    let mut done = t.clone();
+    done.steps[0].status = taskflow::StepStatus::Success;
+    done.current_step = "s2".into();
+    let commit = |task: &Task, expected: u64, token: &ClaimToken, release: bool| Transition {
+        task: task.clone().into(),
+        expected_revision: expected,
+        previous: Some(m.clone()),
+        claim: Some(token.clone()),
+        release_claim: release,
+        cancel: false,
+    };
+    // A wrong fence is rejected.
+    let wrong = ClaimToken {
+        task_id: t.task_id.clone(),
+        fence: claimed.token.fence + 1,
+    };
+    assert_eq!(
+        backend
+            .commit(commit(&done, r0, &wrong, true))
+            .await
+            .unwrap(),
+        Commit::Conflict
+    );
+    let Commit::Applied { revision: r1 } = backend
+        .commit(commit(&done, r0, &claimed.token, true))
+        .await
+        .unwrap()
+    else {
+        panic!("commit rejected")
+    };
+    let m2 = Message::of(&done).unwrap();
+    assert_eq!(m2.route, Route::Node("n2".into()));
+    assert_eq!(
+        next(&mut f1).await,
+        FeedEvent::Remove {
+            task_id: t.task_id.clone()
+        }
+    );
+    assert_eq!(
+        next(&mut f2).await,
+        FeedEvent::Remove {
+            task_id: t.task_id.clone()
+        }
+    );
+    assert_eq!(next(&mut f2).await, FeedEvent::Upsert(m2.clone()));
+    quiet(&mut f1).await;
+
+    // A stale holder (the released token) cannot commit any more.
+    let mut late = done.clone();
+    late.message = "late".into();
+    let stale = Transition {
+        previous: Some(m2.clone()),
+        ..commit(&late, r1, &claimed.token, true)
+    };
+    assert_eq!(backend.commit(stale).await.unwrap(), Commit::Conflict);
+
+    // w2 claims, releases without committing: the message is announced again; a re-claim gets a larger fence.
+    let c2 = w2.claim(&m2).await.unwrap().expect("claim on n2");
+    assert!(c2.token.fence > claimed.token.fence);
+    w2.release(&c2.token).await.unwrap();
+    assert_eq!(next(&mut f2).await, FeedEvent::Upsert(m2.clone()));
+    let c3 = w2.claim(&m2).await.unwrap().expect("re-claim");
+    assert!(c3.token.fence > c2.token.fence);
+    let old = Transition {
+        previous: Some(m2.clone()),
+        ..commit(&late, r1, &c2.token, false)
+    };
+    assert_eq!(
+        backend.commit(old).await.unwrap(),
+        Commit::Conflict,
+        "fenced by the newer claim"
+    );
+
+    // A client cancel reaches every session; the message is gone.
+    let mut revoked = done.clone();
+    revoked.status = TaskStatus::Revoked;
+    let cancel = Transition {
+        task: revoked.into(),
+        expected_revision: r1,
+        previous: Some(m2.clone()),
+        claim: None,
+        release_claim: false,
+        cancel: true,
+    };
+    assert!(matches!(
+        backend.commit(cancel).await.unwrap(),
+        Commit::Applied { .. }
+    ));
+    assert_eq!(
+        next(&mut f2).await,
+        FeedEvent::Remove {
+            task_id: t.task_id.clone()
+        }
+    );
+    assert_eq!(
+        next(&mut f2).await,
+        FeedEvent::Cancel {
+            task_id: t.task_id.clone()
+        }
+    );
+    assert_eq!(
+        next(&mut f1).await,
+        FeedEvent::Cancel {
+            task_id: t.task_id.clone()
+        }
+    );
+
+    // Closing a session releases its claims at once: the other session hears of the message again.
+    let c_early = w1.claim(&m1).await.unwrap().expect("claim early");
+    let _ = c_early;
+    w1.close().await.unwrap();
+    assert_eq!(next(&mut f2).await, FeedEvent::Upsert(m1.clone()));
+    assert!(matches!(
+        w1.claim(&m1).await,
+        Err(BackendError::SessionClosed(_))
+    ));
+    w2.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queues_are_exact_and_nodes_private() {
+    let (_server, backend) = server().await;
+    let (_a, mut fa) = backend
+        .open_session(spec("wa", "node", &["a"]))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut fa).await, FeedEvent::Snapshot(Vec::new()));
+    for queue in ["ab", "b", "a"] {
+        let options = TaskOptions {
+            queue: Some(queue.into()),
+            ..Default::default()
+        };
+        backend
+            .create(&task(queue, options, &[("s", None)]))
+            .await
+            .unwrap();
+    }
+    let options = TaskOptions {
+        node: Some("nodeX".into()),
+        ..Default::default()
+    };
+    backend
+        .create(&task("n", options, &[("s", None)]))
+        .await
+        .unwrap();
+    let options = TaskOptions {
+        node: Some("node".into()),
+        ..Default::default()
+    };
+    backend
+        .create(&task("mine", options, &[("s", None)]))
+        .await
+        .unwrap();
+    let FeedEvent::Upsert(first) = next(&mut fa).await else {
+        panic!("expected an upsert")
+    };
+    assert_eq!(first.route, Route::Queue("a".into()));
+    let FeedEvent::Upsert(second) = next(&mut fa).await else {
+        panic!("expected an upsert")
+    };
+    assert_eq!(second.route, Route::Node("node".into()));
+    quiet(&mut fa).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_lease_is_reported_and_the_session_recovers() {
+    let (_server, backend) = server().await;
+    let t = task("t", TaskOptions::default(), &[("s", None)]);
+    backend.create(&t).await.unwrap();
+    let m = Message::of(&t).unwrap();
+    let (w, mut feed) = backend
+        .open_session(spec("lost", "n", &["default"]))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut feed).await, FeedEvent::Snapshot(vec![m.clone()]));
+    let claimed = w.claim(&m).await.unwrap().unwrap();
+    // Revoke the session's lease behind its back (as if it expired).
+    let mut client = backend.client();
+    let worker = client
+        .get(backend.keys().worker("lost"), None)
+        .await
+        .unwrap();
+    let lease = worker.kvs()[0].lease();
+    client.lease_revoke(lease).await.unwrap();
+    // The claim dies with the lease (its message may be announced again), the loss is reported, and the session
+    // registers again and resyncs: the message is claimable again.
+    let mut lost = None;
+    loop {
+        match next(&mut feed).await {
+            FeedEvent::Lost(reason) => lost = Some(reason),
+            FeedEvent::Snapshot(messages) if lost.is_some() => {
+                assert_eq!(messages, vec![m.clone()]);
+                break;
+            }
+            FeedEvent::Upsert(message) if message == m => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(lost.unwrap().contains("lease"));
+    let mut done = t.clone();
+    done.message = "late".into();
+    let late = Transition {
+        task: done.into(),
+        expected_revision: claimed.task.as_ref().unwrap().revision,
+        previous: Some(m.clone()),
+        claim: Some(claimed.token.clone()),
+        release_claim: true,
+        cancel: false,
+    };
+    assert_eq!(
+        backend.commit(late).await.unwrap(),
+        Commit::Conflict,
+        "the lost claim fences the late commit"
+    );
+    let again = w
+        .claim(&m)
+        .await
+        .unwrap()
+        .expect("claim with the new lease");
+    assert!(again.token.fence > claimed.token.fence);
+    assert!(
+        backend
+            .workers()
+            .await
+            .unwrap()
+            .iter()
+            .any(|s| s.worker_id == "lost")
+    );
+    w.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_documents() {
+    let (_server, backend) = server().await;
+    let t = task("t", TaskOptions::default(), &[("s", None)]);
+    backend.create(&t).await.unwrap();
+    let mut client = backend.client();
+    client
+        .put(backend.keys().task(&t.task_id), "{ not json", None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        backend.get(&t.task_id).await,
+        Err(BackendError::Corrupt { .. })
+    ));
+    let (w, mut feed) = backend
+        .open_session(spec("w", "n", &["default"]))
+        .await
+        .unwrap();
+    let FeedEvent::Snapshot(messages) = next(&mut feed).await else {
+        panic!("expected a snapshot")
+    };
+    let claimed = w.claim(&messages[0]).await.unwrap().unwrap();
+    let corrupt = claimed.task.expect_err("the document does not parse");
+    assert_eq!(corrupt.raw, "{ not json");
+    w.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_and_wait_change() {
+    let (_server, backend) = server().await;
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        let mut t = created_at(
+            task(&format!("t{i:02}"), TaskOptions::default(), &[("s", None)]),
+            i,
+        );
+        t.task_index = if i % 2 == 0 {
+            "even".into()
+        } else {
+            "odd".into()
+        };
+        backend.create(&t).await.unwrap();
+        ids.push(t.task_id.clone());
+    }
+    let page = backend
+        .list(&TaskQuery::default().index("even").page(2, 5))
+        .await
+        .unwrap();
+    assert_eq!(page.total, 13);
+    let names: Vec<_> = page.items.iter().map(|t| t.task_name.clone()).collect();
+    assert_eq!(names, ["t20", "t18", "t16", "t14", "t12"]);
+    let all = backend
+        .list(
+            &TaskQuery::default()
+                .status(TaskStatus::Initializing)
+                .page(0, 100),
+        )
+        .await
+        .unwrap();
+    assert_eq!(all.total, 25);
+    assert_eq!(
+        backend
+            .list(&TaskQuery::default().status(TaskStatus::Success))
+            .await
+            .unwrap()
+            .total,
+        0
+    );
+
+    // wait_change wakes on the next commit.
+    let stored = backend.get(&ids[0]).await.unwrap().unwrap();
+    let waiter = {
+        let backend = backend.clone();
+        let id = ids[0].clone();
+        tokio::spawn(async move { backend.wait_change(&id, stored.revision).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut done = stored.value.clone();
+    done.status = TaskStatus::Success;
+    let transition = Transition {
+        previous: Message::of(&stored.value),
+        task: done.into(),
+        expected_revision: stored.revision,
+        claim: None,
+        release_claim: false,
+        cancel: false,
+    };
+    let Commit::Applied { revision } = backend.commit(transition).await.unwrap() else {
+        panic!("rejected")
+    };
+    let changed = waiter.await.unwrap().unwrap().unwrap();
+    assert_eq!(changed.revision, revision);
+    // The summary followed the status.
+    let success = backend
+        .list(&TaskQuery::default().status(TaskStatus::Success))
+        .await
+        .unwrap();
+    assert_eq!(success.total, 1);
+    assert_eq!(success.items[0].task_id, ids[0]);
+}
+
+/// The task created `i` seconds after a fixed time (chrono is not a dependency of the tests package).
+fn created_at(task: Task, i: u32) -> Task {
+    let mut value = serde_json::to_value(&task).unwrap();
+    value["createdAt"] = serde_json::json!(format!("2026-01-01T00:00:{i:02}Z"));
+    serde_json::from_value(value).unwrap()
+}
