@@ -44,11 +44,16 @@ fn temp_root() -> PathBuf {
 impl EtcdServer {
     /// Starts a fresh server and waits until it is healthy. Panics with a clear message when it cannot start.
     pub fn start() -> Self {
+        Self::start_in(&temp_root())
+    }
+
+    /// [`start`](Self::start) with the data dir under `root` (e.g. the normal disk, for a benchmark with real fsyncs).
+    pub fn start_in(root: &Path) -> Self {
         let mut last_error = String::new();
         for _ in 0..3 {
             let dir = tempfile::Builder::new()
                 .prefix("taskflow-etcd-")
-                .tempdir_in(temp_root())
+                .tempdir_in(root)
                 .or_else(|_| tempfile::tempdir())
                 .expect("cannot create a temporary data dir for etcd");
             let mut server = Self {
