@@ -4,36 +4,56 @@
 //! the cheapest possible discovery, so the baseline is an optimistic bar.
 
 use crate::Sizes;
-use futures::StreamExt;
 use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
+use futures::StreamExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, mpsc};
 
 /// Runs T tasks × S steps with C workers; returns the elapsed time (dispatch included).
 pub(crate) async fn run(endpoint: &str, sizes: Sizes) -> Duration {
-    let client = Client::connect([endpoint], None).await.expect("baseline connects to etcd");
-    let lease = client.clone().lease_grant(60, None).await.expect("lease").id();
+    let client = Client::connect([endpoint], None)
+        .await
+        .expect("baseline connects to etcd");
+    let lease = client
+        .clone()
+        .lease_grant(60, None)
+        .await
+        .expect("lease")
+        .id();
     let (work_tx, work_rx) = mpsc::unbounded_channel::<(usize, usize)>();
     let work_rx = Arc::new(Mutex::new(work_rx));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<()>();
     let began = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..sizes.concurrency {
-        let (mut client, work_rx, work_tx, done_tx) =
-            (client.clone(), Arc::clone(&work_rx), work_tx.clone(), done_tx.clone());
+        let (mut client, work_rx, work_tx, done_tx) = (
+            client.clone(),
+            Arc::clone(&work_rx),
+            work_tx.clone(),
+            done_tx.clone(),
+        );
         let steps = sizes.steps;
         workers.push(tokio::spawn(async move {
             loop {
                 let next = work_rx.lock().await.recv().await;
                 let Some((task, step)) = next else { break };
-                let (message, claim) = (format!("bl/msg/{task}/{step}"), format!("bl/claim/{task}"));
+                let (message, claim) =
+                    (format!("bl/msg/{task}/{step}"), format!("bl/claim/{task}"));
                 let claimed = client
                     .txn(
                         Txn::new()
-                            .when([Compare::create_revision(claim.as_str(), CompareOp::Equal, 0)])
+                            .when([Compare::create_revision(
+                                claim.as_str(),
+                                CompareOp::Equal,
+                                0,
+                            )])
                             .and_then([
-                                TxnOp::put(claim.as_str(), "worker", Some(PutOptions::new().with_lease(lease))),
+                                TxnOp::put(
+                                    claim.as_str(),
+                                    "worker",
+                                    Some(PutOptions::new().with_lease(lease)),
+                                ),
                                 TxnOp::get(message.as_str(), None),
                             ]),
                     )
@@ -41,14 +61,25 @@ pub(crate) async fn run(endpoint: &str, sizes: Sizes) -> Duration {
                     .expect("claim txn");
                 assert!(claimed.succeeded(), "baseline claims never conflict");
                 let claim_revision = claimed.header().expect("header").revision();
-                let mut then = vec![TxnOp::delete(message.as_str(), None), TxnOp::delete(claim.as_str(), None)];
+                let mut then = vec![
+                    TxnOp::delete(message.as_str(), None),
+                    TxnOp::delete(claim.as_str(), None),
+                ];
                 if step + 1 < steps {
-                    then.push(TxnOp::put(format!("bl/msg/{task}/{}", step + 1), "{}", None));
+                    then.push(TxnOp::put(
+                        format!("bl/msg/{task}/{}", step + 1),
+                        "{}",
+                        None,
+                    ));
                 }
                 let completed = client
                     .txn(
                         Txn::new()
-                            .when([Compare::create_revision(claim.as_str(), CompareOp::Equal, claim_revision)])
+                            .when([Compare::create_revision(
+                                claim.as_str(),
+                                CompareOp::Equal,
+                                claim_revision,
+                            )])
                             .and_then(then),
                     )
                     .await
@@ -67,7 +98,10 @@ pub(crate) async fn run(endpoint: &str, sizes: Sizes) -> Duration {
         .map(|task| {
             let (mut client, work_tx) = (client.clone(), work_tx.clone());
             async move {
-                client.put(format!("bl/msg/{task}/0"), "{}", None).await.expect("dispatch put");
+                client
+                    .put(format!("bl/msg/{task}/0"), "{}", None)
+                    .await
+                    .expect("dispatch put");
                 work_tx.send((task, 0)).expect("queue open");
             }
         })
@@ -81,6 +115,9 @@ pub(crate) async fn run(endpoint: &str, sizes: Sizes) -> Duration {
     for worker in workers {
         worker.abort();
     }
-    let _ = client.clone().delete("bl/", Some(etcd_client::DeleteOptions::new().with_prefix())).await;
+    let _ = client
+        .clone()
+        .delete("bl/", Some(etcd_client::DeleteOptions::new().with_prefix()))
+        .await;
     elapsed
 }

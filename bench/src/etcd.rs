@@ -14,14 +14,33 @@ pub(crate) fn proposals(server: &EtcdServer) -> f64 {
 }
 
 async fn engine(server: &EtcdServer, prefix: &str, step: taskflow::FnStep) -> Engine {
-    let backend = EtcdConfig::new([server.endpoint()]).prefix(prefix).connect().await.expect("taskflow connects to etcd");
-    Engine::builder().shared_backend(Arc::new(backend)).without_inventory().step(step).build().expect("engine")
+    let backend = EtcdConfig::new([server.endpoint()])
+        .prefix(prefix)
+        .connect()
+        .await
+        .expect("taskflow connects to etcd");
+    Engine::builder()
+        .shared_backend(Arc::new(backend))
+        .without_inventory()
+        .step(step)
+        .build()
+        .expect("engine")
 }
 
 /// T tasks of S no-op steps with one worker of concurrency C; returns the elapsed time and the etcd writes per step.
 pub(crate) async fn throughput(server: &EtcdServer, sizes: Sizes) -> (Duration, f64) {
-    let engine = engine(server, "/bench/throughput", step_fn("noop", |_ctx| async { Ok(()) })).await;
-    let worker = engine.worker().concurrency(sizes.concurrency).start().await.expect("worker");
+    let engine = engine(
+        server,
+        "/bench/throughput",
+        step_fn("noop", |_ctx| async { Ok(()) }),
+    )
+    .await;
+    let worker = engine
+        .worker()
+        .concurrency(sizes.concurrency)
+        .start()
+        .await
+        .expect("worker");
     let before = proposals(server);
     let began = Instant::now();
     run_tasks(&engine, sizes).await;
@@ -40,21 +59,41 @@ pub(crate) async fn hops(server: &EtcdServer, tasks: usize) -> Vec<Duration> {
         let recorder = Arc::clone(&recorder);
         async move {
             let start = Instant::now();
-            let index = ctx.task().step_index(ctx.step_name()).expect("the step is in its task");
-            recorder.lock().expect("marks").push((ctx.task_id().to_owned(), index, start, Instant::now()));
+            let index = ctx
+                .task()
+                .step_index(ctx.step_name())
+                .expect("the step is in its task");
+            recorder.lock().expect("marks").push((
+                ctx.task_id().to_owned(),
+                index,
+                start,
+                Instant::now(),
+            ));
             Ok(())
         }
     });
     let engine = engine(server, "/bench/hops", step).await;
-    let worker = engine.worker().concurrency(4).start().await.expect("worker");
+    let worker = engine
+        .worker()
+        .concurrency(4)
+        .start()
+        .await
+        .expect("worker");
     for _ in 0..tasks {
-        let info = TaskInfo { task_name: "hops".into(), task_type: "bench".into(), ..Default::default() };
+        let info = TaskInfo {
+            task_name: "hops".into(),
+            task_type: "bench".into(),
+            ..Default::default()
+        };
         let mut task = Task::new(info, TaskOptions::default());
         for i in 0..20 {
             task.add_step(Step::new(format!("s{i:02}"), "hop", StepOptions::default()));
         }
         let id = engine.dispatch(task).await.expect("dispatch");
-        assert_eq!(engine.wait(&id).await.expect("wait").status, TaskStatus::Success);
+        assert_eq!(
+            engine.wait(&id).await.expect("wait").status,
+            TaskStatus::Success
+        );
     }
     worker.shutdown().await;
     let mut marks = marks.lock().expect("marks").clone();

@@ -14,7 +14,9 @@ use taskflow_tests::etcd::EtcdServer;
 
 /// Benchmark sizes and options.
 #[derive(Debug, Parser)]
-#[command(about = "taskflow benchmark: ratios against etcd and tokio baselines measured in the same run")]
+#[command(
+    about = "taskflow benchmark: ratios against etcd and tokio baselines measured in the same run"
+)]
 struct Args {
     /// Tasks per run (T).
     #[arg(long, default_value_t = 2000)]
@@ -59,7 +61,11 @@ async fn main() {
     if args.smoke {
         (args.tasks, args.steps, args.concurrency, args.hop_tasks) = (20, 3, 4, 1);
     }
-    let sizes = Sizes { tasks: args.tasks, steps: args.steps, concurrency: args.concurrency };
+    let sizes = Sizes {
+        tasks: args.tasks,
+        steps: args.steps,
+        concurrency: args.concurrency,
+    };
     let data_root = args.data_root.clone().unwrap_or_else(std::env::temp_dir);
     println!(
         "taskflow benchmark: T={} tasks × S={} no-op steps, C={}; etcd data in {}",
@@ -75,7 +81,10 @@ async fn main() {
     let baseline_writes = (etcd::proposals(&server) - before) / (sizes.tasks * sizes.steps) as f64;
     let (etcd_time, writes_per_step) = etcd::throughput(&server, sizes).await;
     let hops = etcd::hops(&server, args.hop_tasks).await;
-    let (hop_p50, hop_p99) = (etcd::quantile_ms(&hops, 0.5), etcd::quantile_ms(&hops, 0.99));
+    let (hop_p50, hop_p99) = (
+        etcd::quantile_ms(&hops, 0.5),
+        etcd::quantile_ms(&hops, 0.99),
+    );
     drop(server);
 
     let tokio_time = memory::tokio_baseline(sizes).await;
@@ -91,12 +100,17 @@ async fn main() {
     println!();
     println!("| run | steps/s | time | etcd writes/step |");
     println!("|---|---:|---:|---:|");
-    println!("| etcd baseline (claim txn + completion txn per step) | {baseline_rate:.0} | {baseline_time:.2?} | {baseline_writes:.2} |");
+    println!(
+        "| etcd baseline (claim txn + completion txn per step) | {baseline_rate:.0} | {baseline_time:.2?} | {baseline_writes:.2} |"
+    );
     println!("| taskflow on etcd | {etcd_rate:.0} | {etcd_time:.2?} | {writes_per_step:.2} |");
     println!("| tokio task chains (baseline) | {tokio_rate:.0} | {tokio_time:.2?} | |");
     println!("| taskflow on memory | {memory_rate:.0} | {memory_time:.2?} | |");
     println!();
-    println!("idle hop latency over {} hops: p50 {hop_p50:.2} ms, p99 {hop_p99:.2} ms", hops.len());
+    println!(
+        "idle hop latency over {} hops: p50 {hop_p50:.2} ms, p99 {hop_p99:.2} ms",
+        hops.len()
+    );
     println!();
 
     let report = serde_json::json!({
@@ -109,8 +123,11 @@ async fn main() {
     if let Some(dir) = args.report.parent() {
         std::fs::create_dir_all(dir).expect("cannot create the report directory");
     }
-    std::fs::write(&args.report, serde_json::to_string_pretty(&report).expect("json"))
-        .expect("cannot write the report");
+    std::fs::write(
+        &args.report,
+        serde_json::to_string_pretty(&report).expect("json"),
+    )
+    .expect("cannot write the report");
     println!(
         "bench: etcd_ratio={etcd_ratio:.3} etcd_steps_per_s={etcd_rate:.0} writes_per_step={writes_per_step:.2} \
          hop_p50_ms={hop_p50:.2} hop_p99_ms={hop_p99:.2} memory_ratio={memory_ratio:.3} \

@@ -20,9 +20,16 @@ pub(crate) async fn tokio_baseline(sizes: Sizes) -> Duration {
     began.elapsed()
 }
 
-fn spawn_step(permits: Arc<Semaphore>, remaining: usize, done: tokio::sync::mpsc::UnboundedSender<()>) {
+fn spawn_step(
+    permits: Arc<Semaphore>,
+    remaining: usize,
+    done: tokio::sync::mpsc::UnboundedSender<()>,
+) {
     tokio::spawn(async move {
-        let permit = Arc::clone(&permits).acquire_owned().await.expect("semaphore open");
+        let permit = Arc::clone(&permits)
+            .acquire_owned()
+            .await
+            .expect("semaphore open");
         std::hint::black_box(remaining);
         drop(permit);
         if remaining > 1 {
@@ -41,7 +48,12 @@ pub(crate) async fn taskflow_memory(sizes: Sizes) -> Duration {
         .step(step_fn("noop", |_ctx| async { Ok(()) }))
         .build()
         .expect("engine");
-    let worker = engine.worker().concurrency(sizes.concurrency).start().await.expect("worker");
+    let worker = engine
+        .worker()
+        .concurrency(sizes.concurrency)
+        .start()
+        .await
+        .expect("worker");
     let began = Instant::now();
     run_tasks(&engine, sizes).await;
     let elapsed = began.elapsed();
@@ -51,7 +63,11 @@ pub(crate) async fn taskflow_memory(sizes: Sizes) -> Duration {
 
 /// A task of `steps` no-op steps.
 pub(crate) fn noop_task(steps: usize) -> Task {
-    let info = TaskInfo { task_name: "bench".into(), task_type: "bench".into(), ..Default::default() };
+    let info = TaskInfo {
+        task_name: "bench".into(),
+        task_type: "bench".into(),
+        ..Default::default()
+    };
     let mut task = Task::new(info, TaskOptions::default());
     for i in 0..steps {
         task.add_step(Step::new(format!("s{i}"), "noop", StepOptions::default()));
@@ -74,6 +90,9 @@ pub(crate) async fn run_tasks(engine: &Engine, sizes: Sizes) {
         .map(|r| r.expect("wait"))
         .collect()
         .await;
-    let failed = finished.iter().filter(|t| t.status != TaskStatus::Success).count();
+    let failed = finished
+        .iter()
+        .filter(|t| t.status != TaskStatus::Success)
+        .count();
     assert_eq!(failed, 0, "{failed} benchmark tasks did not succeed");
 }
