@@ -1,0 +1,157 @@
+//! `#[callback]`: registers an `async fn(&TaskOutcome) -> Result<(), E>` as a named callback, and emits its typed
+//! handle (a marker type named like the function) for `task_flow!`.
+
+use crate::diag::{self, Errors};
+use crate::item;
+use crate::naming::unraw;
+use crate::options::{self, key};
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::parse::Parser;
+use syn::spanned::Spanned;
+use syn::{FnArg, Ident, ReturnType, Type, Visibility};
+
+/// Expands `#[callback(args)] item`.
+pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
+    match analyze(args, item.clone()) {
+        Ok(callback) => {
+            let generated = generate(&callback);
+            quote!(#item #generated)
+        }
+        Err(error) => diag::with_error(item, error),
+    }
+}
+
+/// A validated callback function.
+struct CallbackFn {
+    vis: Visibility,
+    ident: Ident,
+    name: String,
+    /// The `T` of the `&T` argument (checked to be `TaskOutcome`).
+    outcome: Type,
+    output: Type,
+}
+
+/// Parse and validate passes.
+fn analyze(args: TokenStream, item: TokenStream) -> syn::Result<CallbackFn> {
+    let name = options::parse_list.parse2(args).and_then(|entries| {
+        let mut errors = Errors::default();
+        let mut name = None;
+        for (_, entry) in options::accepted(&entries, &[key::NAME], &mut errors) {
+            name = options::string(entry, &mut errors).map(|lit| lit.value());
+        }
+        errors.finish().map(|()| name)
+    });
+    let function = item::parse(item, "#[callback]").and_then(|fn_item| {
+        let mut errors = Errors::default();
+        let sig = &fn_item.sig;
+        item::check_plain_async(sig, "#[callback]", &mut errors);
+        let mut outcome = None;
+        match sig.inputs.first() {
+            None => errors.at(&sig.ident, "a callback takes one argument, `&TaskOutcome`"),
+            Some(FnArg::Receiver(receiver)) => errors.at(receiver, "a callback cannot take `self`"),
+            Some(FnArg::Typed(input)) => match &*input.ty {
+                Type::Reference(reference) if reference.mutability.is_none() => {
+                    outcome = Some(*reference.elem.clone())
+                }
+                ty => errors.at(
+                    ty,
+                    "a callback takes its argument by shared reference: `&TaskOutcome`",
+                ),
+            },
+        }
+        for extra in sig.inputs.iter().skip(1) {
+            errors.at(extra, "a callback takes one argument, `&TaskOutcome`");
+        }
+        let output = match &sig.output {
+            ReturnType::Type(_, ty) => Some(*ty.clone()),
+            ReturnType::Default => {
+                errors.at(
+                    &sig.ident,
+                    "a callback must return `Result<(), E>` with `E: Into<CallbackError>`",
+                );
+                None
+            }
+        };
+        errors.finish()?;
+        match (outcome, output) {
+            (Some(outcome), Some(output)) => Ok((fn_item, outcome, output)),
+            _ => Err(syn::Error::new(
+                sig.ident.span(),
+                "a callback takes `&TaskOutcome` and returns `Result`",
+            )),
+        }
+    });
+    let ((fn_item, outcome, output), name) = diag::join(function, name)?;
+    let ident = fn_item.sig.ident;
+    let name = name.unwrap_or_else(|| unraw(&ident));
+    Ok(CallbackFn {
+        vis: fn_item.vis,
+        ident,
+        name,
+        outcome,
+        output,
+    })
+}
+
+/// The generation pass.
+fn generate(callback: &CallbackFn) -> TokenStream {
+    let CallbackFn {
+        vis,
+        ident,
+        name,
+        outcome,
+        output,
+    } = callback;
+    let arg = Ident::new("outcome", Span::mixed_site());
+    let result = Ident::new("result", Span::mixed_site());
+    let outcome = quote_spanned!(outcome.span()=> <#outcome as ::taskflow::__private::IsTaskOutcome>::from_outcome(#arg));
+    let convert = quote_spanned!(output.span()=> <#output as ::taskflow::__private::CallbackReturn>::into_result(#result));
+    quote! {
+        #[doc(hidden)]
+        #[allow(non_camel_case_types)]
+        #vis struct #ident {}
+
+        #[doc(hidden)]
+        #[allow(non_local_definitions, clippy::all)]
+        const _: () = {
+            #[automatically_derived]
+            impl ::taskflow::Callback for #ident {
+                fn name(&self) -> &str {
+                    <Self as ::taskflow::__private::CallbackDef>::NAME
+                }
+
+                fn call<'life0, 'life1, 'async_trait>(
+                    &'life0 self,
+                    #arg: &'life1 ::taskflow::TaskOutcome,
+                ) -> ::taskflow::__private::BoxFuture<'async_trait, ::core::result::Result<(), ::taskflow::CallbackError>>
+                where
+                    'life0: 'async_trait,
+                    'life1: 'async_trait,
+                    Self: 'async_trait,
+                {
+                    ::std::boxed::Box::pin(async move {
+                        let #result = #ident(#outcome).await;
+                        #convert
+                    })
+                }
+            }
+
+            #[diagnostic::do_not_recommend]
+            impl ::taskflow::__private::CallbackDef for #ident {
+                const NAME: &'static str = #name;
+            }
+
+            ::taskflow::__private::inventory::submit! {
+                ::taskflow::CallbackRegistration {
+                    callback: &#ident {},
+                    origin: ::taskflow::Origin {
+                        module: ::core::module_path!(),
+                        file: ::core::file!(),
+                        line: ::core::line!(),
+                    },
+                }
+            }
+        };
+    }
+}
