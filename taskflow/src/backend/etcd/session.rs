@@ -28,6 +28,8 @@ struct Shared {
     /// The current lease (0 while the session re-registers after losing it).
     lease: AtomicI64,
     closed: CancellationToken,
+    /// The messages the feed knows, with their mod revisions.
+    known: Known,
 }
 
 impl Shared {
@@ -78,12 +80,13 @@ pub(super) async fn open(
         inner,
         spec,
         lease: AtomicI64::new(0),
+        known: Known::default(),
         closed: CancellationToken::new(),
     });
     let lease = shared.register().await?;
     shared.lease.store(lease, Ordering::Release);
     let (feed, rx) = mpsc::unbounded_channel();
-    let mut view = View::new(&shared.spec);
+    let mut view = View::new(&shared.spec, Arc::clone(&shared.known));
     let revision = match view.load(&shared.inner).await {
         Ok(revision) => revision,
         Err(fail) => {
@@ -128,11 +131,7 @@ impl Session for EtcdSession {
         let txn = Txn::new()
             .when([
                 Compare::create_revision(claim_key.clone(), CompareOp::Equal, 0),
-                Compare::value(
-                    keys.message(&message.route, task_id),
-                    CompareOp::Equal,
-                    message_json(message),
-                ),
+                message_guard(shared, message),
             ])
             .and_then([
                 TxnOp::put(
@@ -284,6 +283,24 @@ async fn drop_orphan(shared: Arc<Shared>, task_id: String, lease: i64) {
     }
 }
 
+/// The guard that the message is still the one the worker saw: its mod revision as the feed saw it when the feed
+/// knows the same message (the engine may only have postponed its due time), else its exact value.
+fn message_guard(shared: &Shared, message: &Message) -> Compare {
+    let key = shared.inner.keys.message(&message.route, &message.task_id);
+    let seen = known(&shared.known).get(&message.task_id).cloned();
+    match seen {
+        Some((seen, revision))
+            if seen.work == message.work
+                && seen.route == message.route
+                && seen.deadline == message.deadline
+                && seen.due <= message.due =>
+        {
+            Compare::mod_revision(key, CompareOp::Equal, revision)
+        }
+        _ => Compare::value(key, CompareOp::Equal, message_json(message)),
+    }
+}
+
 /// Deletes a claim if it is still the one created at `fence`.
 async fn release_key(shared: &Shared, key: &str, fence: i64) -> Result<(), Fail> {
     let txn = Txn::new()
@@ -302,18 +319,28 @@ async fn release_key(shared: &Shared, key: &str, fence: i64) -> Result<(), Fail>
         .map(|_| ())
 }
 
+/// The messages of a session's routes with their mod revisions, shared by the feed (which keeps it current) and the
+/// claims (which are guarded by the revision the feed saw).
+type Known = Arc<std::sync::Mutex<HashMap<String, (Message, i64)>>>;
+
+fn known(known: &Known) -> std::sync::MutexGuard<'_, HashMap<String, (Message, i64)>> {
+    known
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// What the feed knows: the messages of the session's routes and every claim.
 struct View {
     routes: HashSet<String>,
-    messages: HashMap<String, Message>,
+    messages: Known,
     claims: HashSet<String>,
 }
 
 impl View {
-    fn new(spec: &WorkerSpec) -> Self {
+    fn new(spec: &WorkerSpec, messages: Known) -> Self {
         Self {
             routes: spec.routes().iter().map(crate::model::Route::key).collect(),
-            messages: HashMap::new(),
+            messages,
             claims: HashSet::new(),
         }
     }
@@ -331,7 +358,7 @@ impl View {
         )
         .await?;
         self.claims.clear();
-        self.messages.clear();
+        let mut loaded = HashMap::new();
         for kv in &claims {
             if let Ok(FeedKey::Claim(task_id)) = kv.key_str().map(|k| keys.parse_feed(k)) {
                 self.claims.insert(task_id.to_owned());
@@ -351,18 +378,19 @@ impl View {
             .await?;
             for kv in &messages {
                 if let Ok(message) = serde_json::from_slice::<Message>(kv.value()) {
-                    self.messages.insert(message.task_id.clone(), message);
+                    loaded.insert(message.task_id.clone(), (message, kv.mod_revision()));
                 }
             }
         }
+        *known(&self.messages) = loaded;
         Ok(revision)
     }
 
     fn claimable(&self) -> Vec<Message> {
-        self.messages
+        known(&self.messages)
             .values()
-            .filter(|m| !self.claims.contains(&m.task_id))
-            .cloned()
+            .filter(|(m, _)| !self.claims.contains(&m.task_id))
+            .map(|(m, _)| m.clone())
             .collect()
     }
 
@@ -371,10 +399,11 @@ impl View {
         &mut self,
         inner: &Inner,
         event_type: EventType,
+        kv: &etcd_client::KeyValue,
         key: &str,
-        value: &[u8],
         out: &mut Vec<FeedEvent>,
     ) {
+        let value = kv.value();
         match inner.keys.parse_feed(key) {
             FeedKey::Cancel(task_id) => {
                 if event_type == EventType::Put {
@@ -389,7 +418,7 @@ impl View {
                 }
                 EventType::Delete => {
                     self.claims.remove(task_id);
-                    if let Some(message) = self.messages.get(task_id) {
+                    if let Some((message, _)) = known(&self.messages).get(task_id) {
                         out.push(FeedEvent::Upsert(message.clone()));
                     }
                 }
@@ -404,8 +433,9 @@ impl View {
                             tracing::warn!(key, "ignoring a message that does not parse");
                             return;
                         };
-                        let old = self.messages.insert(task_id.to_owned(), message.clone());
-                        if old.is_some_and(|old| old != message) {
+                        let old = known(&self.messages)
+                            .insert(task_id.to_owned(), (message.clone(), kv.mod_revision()));
+                        if old.is_some_and(|(old, _)| old != message) {
                             out.push(FeedEvent::Remove {
                                 task_id: task_id.to_owned(),
                             });
@@ -415,7 +445,8 @@ impl View {
                         }
                     }
                     EventType::Delete => {
-                        if self.messages.remove(task_id).is_some() {
+                        let removed = known(&self.messages).remove(task_id);
+                        if removed.is_some() {
                             out.push(FeedEvent::Remove {
                                 task_id: task_id.to_owned(),
                             });
@@ -602,7 +633,7 @@ impl Driver {
             let Some(kv) = event.kv() else { continue };
             let Ok(key) = kv.key_str() else { continue };
             self.view
-                .apply(&inner, event.event_type(), key, kv.value(), &mut out);
+                .apply(&inner, event.event_type(), kv, key, &mut out);
             self.revision = self.revision.max(kv.mod_revision());
         }
         if resp.events().is_empty() && !resp.created() {
@@ -610,7 +641,7 @@ impl Driver {
             self.revision = self.revision.max(resp.header().map_or(0, |h| h.revision()));
         }
         for event in out {
-            tracing::debug!(worker = %self.shared.spec.worker_id, ?event, "feed");
+            tracing::trace!(worker = %self.shared.spec.worker_id, ?event, "feed");
             self.send(event);
         }
     }
