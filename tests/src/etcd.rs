@@ -132,14 +132,14 @@ impl EtcdServer {
     fn wait_healthy(&mut self, limit: Duration) -> Result<(), String> {
         let started = Instant::now();
         while started.elapsed() < limit {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.child = None;
-                    return Err(format!(
-                        "etcd exited with {status} at start; its log:\n{}",
-                        self.log()
-                    ));
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                return Err(format!(
+                    "etcd exited with {status} at start; its log:\n{}",
+                    self.log()
+                ));
             }
             if self
                 .get("/health")

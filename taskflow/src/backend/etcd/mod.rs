@@ -131,10 +131,11 @@ impl Inner {
     /// A lease for cancellation keys: they only need to live long enough to be seen by the watching workers.
     async fn cancel_lease(&self, fresh: bool) -> Result<i64, Fail> {
         let mut cached = self.cancel_lease.lock().await;
-        if let Some((id, granted)) = *cached {
-            if !fresh && granted.elapsed() < self.config.cancel_ttl / 2 {
-                return Ok(id);
-            }
+        if let Some((id, granted)) = *cached
+            && !fresh
+            && granted.elapsed() < self.config.cancel_ttl / 2
+        {
+            return Ok(id);
         }
         let ttl = self.config.cancel_ttl.as_secs().max(2) as i64;
         let id = timed(
@@ -438,17 +439,17 @@ impl Backend for EtcdBackend {
                 .as_ref()
                 .map(|m| keys.message(&m.route, &task_id));
             let next_key = next.as_ref().map(|m| keys.message(&m.route, &task_id));
-            if let Some(previous_key) = &previous_key {
-                if next_key.as_ref() != Some(previous_key) {
-                    ops.push(TxnOp::delete(previous_key.clone(), None));
-                }
+            if let Some(previous_key) = &previous_key
+                && next_key.as_ref() != Some(previous_key)
+            {
+                ops.push(TxnOp::delete(previous_key.clone(), None));
             }
-            if let (Some(next), Some(next_key)) = (&next, next_key) {
-                if t.previous.as_ref() != Some(next) {
-                    let json = message_json(next);
-                    bytes += json.len();
-                    ops.push(TxnOp::put(next_key, json, None));
-                }
+            if let (Some(next), Some(next_key)) = (&next, next_key)
+                && t.previous.as_ref() != Some(next)
+            {
+                let json = message_json(next);
+                bytes += json.len();
+                ops.push(TxnOp::put(next_key, json, None));
             }
             let (summary, summary_ops, summary_bytes) = listing::summary_op(inner, &t.task);
             ops.push(summary);
