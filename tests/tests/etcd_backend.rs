@@ -490,3 +490,69 @@ fn created_at(task: Task, i: u32) -> Task {
     value["createdAt"] = serde_json::json!(format!("2026-01-01T00:00:{i:02}Z"));
     serde_json::from_value(value).unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ended_tasks_are_deleted_after_the_retention_by_an_elected_worker() {
+    let (_server, backend) = backend_with(|c| {
+        c.retention(Some(Duration::from_secs(1)))
+            .retention_interval(Duration::from_millis(200))
+    })
+    .await;
+    let ended = |name: &str| {
+        let mut t = task(name, TaskOptions::default(), &[("s", None)]);
+        t.status = TaskStatus::Success;
+        t.steps[0].status = taskflow::StepStatus::Success;
+        // Ended "now": the end time comes from the document's JSON (chrono is not a dependency here).
+        let mut value = serde_json::to_value(&t).unwrap();
+        value["end"] = value["createdAt"].clone();
+        serde_json::from_value::<Task>(value).unwrap()
+    };
+    let old = ended("old");
+    backend.create(&old).await.unwrap();
+    let running = task("running", TaskOptions::default(), &[("s", None)]);
+    backend.create(&running).await.unwrap();
+    let summary = backend.keys().summary(&old.task_id);
+    let mut client = backend.client();
+    assert_eq!(
+        client.get(summary.clone(), None).await.unwrap().kvs().len(),
+        1
+    );
+    // Two sessions: one of them is elected and deletes the expired task.
+    let (a, _fa) = backend
+        .open_session(spec("a", "n", &["default"]))
+        .await
+        .unwrap();
+    let (b, _fb) = backend
+        .open_session(spec("b", "n", &["default"]))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    while backend.get(&old.task_id).await.unwrap().is_some() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the expired task was not deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        client.get(summary, None).await.unwrap().kvs().is_empty(),
+        "its summary is gone too"
+    );
+    assert!(
+        backend.get(&running.task_id).await.unwrap().is_some(),
+        "a running task is kept"
+    );
+    let leader = client
+        .get(backend.keys().retention_leader(), None)
+        .await
+        .unwrap();
+    let leader = leader.kvs()[0].value_str().unwrap().to_owned();
+    assert!(leader == "a" || leader == "b", "{leader}");
+    // A task that ends now is kept until its retention passed.
+    let fresh = ended("fresh");
+    backend.create(&fresh).await.unwrap();
+    assert_eq!(backend.purge_expired().await.unwrap(), 0);
+    assert!(backend.get(&fresh.task_id).await.unwrap().is_some());
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
