@@ -107,10 +107,13 @@ fn generate(callback: &CallbackFn) -> TokenStream {
     let result = Ident::new("result", Span::mixed_site());
     let outcome = quote_spanned!(outcome.span()=> <#outcome as ::taskflow::__private::IsTaskOutcome>::from_outcome(#arg));
     let convert = quote_spanned!(output.span()=> <#output as ::taskflow::__private::CallbackReturn>::into_result(#result));
-    quote! {
+    let marker = quote_spanned! {ident.span()=>
         #[doc(hidden)]
         #[allow(non_camel_case_types)]
         #vis struct #ident {}
+    };
+    quote! {
+        #marker
 
         #[doc(hidden)]
         #[allow(non_local_definitions, clippy::all)]

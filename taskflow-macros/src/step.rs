@@ -218,10 +218,13 @@ fn generate(step: &Step) -> TokenStream {
             }
         }
     });
-    quote! {
+    let marker = quote_spanned! {ident.span()=>
         #[doc(hidden)]
         #[allow(non_camel_case_types)]
         #vis struct #ident {}
+    };
+    quote! {
+        #marker
 
         #[doc(hidden)]
         #[allow(non_local_definitions, clippy::all)]

@@ -11,8 +11,10 @@ pub use taskflow_macros::task_flow_impl;
 
 use crate::callback::{Callback, CallbackError, TaskOutcome};
 use crate::context::StepContext;
+use crate::model::{Step, StepOptions};
 use crate::step::{StepError, StepMgr};
 use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
 
 /// Boxed future returned by generated `StepMgr::run` / `Callback::call` implementations.
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
@@ -70,6 +72,16 @@ pub trait StepDef: StepMgr + Sized {
     const INSTANCE: Self;
     /// Every argument after the optional `&StepContext`, in order.
     const ARGS: &'static [ArgInfo];
+
+    /// The step's default options.
+    fn default_options() -> StepOptions {
+        Self::INSTANCE.options()
+    }
+
+    /// A step of a flow running this executor.
+    fn build(name: &str, params: BTreeMap<String, String>, options: StepOptions) -> Step {
+        Self::INSTANCE.build_step(name, params, options)
+    }
 }
 
 /// A step's argument, keyed by the id of its Rust name (an FNV-1a hash computed by the macros).
@@ -96,7 +108,9 @@ pub trait CallbackDef: Callback + Sized {
     const NAME: &'static str;
 }
 
-/// Types an integer literal in a flow may be given to; `Int` is the type the literal is checked against.
+/// Types a non-negative integer literal in a flow may be given to; `Int` is the type the literal must fit in.
+///
+/// `task_flow!` checks `let _: <<Step as HasArg<ID>>::Type as IntArg>::Int = 300;` (likewise for the traits below).
 #[diagnostic::on_unimplemented(
     message = "an integer literal does not fit an argument of type `{Self}`",
     label = "expected a value of type `{Self}`",
@@ -105,6 +119,16 @@ pub trait CallbackDef: Callback + Sized {
 pub trait IntArg {
     /// The integer type the literal must fit in.
     type Int;
+}
+
+/// Types a negative number literal in a flow may be given to.
+#[diagnostic::on_unimplemented(
+    message = "a negative number does not fit an argument of type `{Self}`",
+    label = "expected a value of type `{Self}`"
+)]
+pub trait SignedArg {
+    /// The signed type the literal must fit in.
+    type Signed;
 }
 
 /// Types a float literal in a flow may be given to.
@@ -133,6 +157,11 @@ macro_rules! literal_args {
         impl $trait for $ty {
             type $assoc = $lit;
         }
+
+        #[diagnostic::do_not_recommend]
+        impl $trait for Option<$ty> {
+            type $assoc = $lit;
+        }
     )*};
 }
 
@@ -142,25 +171,13 @@ literal_args!(IntArg Int:
     std::num::NonZeroU8 => u8, std::num::NonZeroU16 => u16, std::num::NonZeroU32 => u32,
     std::num::NonZeroU64 => u64, std::num::NonZeroUsize => usize,
     f32 => i128, f64 => i128, serde_json::Value => i128);
+literal_args!(SignedArg Signed:
+    i8 => i8, i16 => i16, i32 => i32, i64 => i64, i128 => i128, isize => isize,
+    f32 => i128, f64 => i128, serde_json::Value => i128);
 literal_args!(FloatArg Float: f32 => f32, f64 => f64, serde_json::Value => f64);
 literal_args!(BoolArg Bool: bool => bool, serde_json::Value => bool);
 
-#[diagnostic::do_not_recommend]
-impl<T: IntArg> IntArg for Option<T> {
-    type Int = T::Int;
-}
-
-#[diagnostic::do_not_recommend]
-impl<T: FloatArg> FloatArg for Option<T> {
-    type Float = T::Float;
-}
-
-#[diagnostic::do_not_recommend]
-impl<T: BoolArg> BoolArg for Option<T> {
-    type Bool = T::Bool;
-}
-
-/// The id of the first required argument that `given` (ids of the arguments a flow gives) lacks, as its message.
+/// The message of the first required argument whose id is not in `given` (the arguments a flow gives).
 pub const fn missing_arg(args: &[ArgInfo], given: &[u64]) -> Option<&'static str> {
     let mut i = 0;
     while i < args.len() {
@@ -226,6 +243,7 @@ pub trait IsStepContext {
     fn from_context(ctx: &StepContext) -> &Self;
 }
 
+#[diagnostic::do_not_recommend]
 impl IsStepContext for StepContext {
     fn from_context(ctx: &StepContext) -> &Self {
         ctx
@@ -242,6 +260,7 @@ pub trait IsTaskOutcome {
     fn from_outcome(outcome: &TaskOutcome) -> &Self;
 }
 
+#[diagnostic::do_not_recommend]
 impl IsTaskOutcome for TaskOutcome {
     fn from_outcome(outcome: &TaskOutcome) -> &Self {
         outcome

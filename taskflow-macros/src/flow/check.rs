@@ -9,9 +9,7 @@ use crate::options::{self, FLOW_STEP_KEYS, OptionEntry, Route, StepOptions, key}
 use crate::template::{self, Scope};
 use proc_macro2::TokenStream;
 use quote::ToTokens;
-use syn::{
-    Attribute, Expr, ExprLit, ExprUnary, Ident, Lit, LitBool, LitStr, Path, UnOp, Visibility,
-};
+use syn::{Attribute, Expr, ExprLit, ExprUnary, Ident, Lit, LitStr, Path, UnOp, Visibility};
 
 /// Keys a flow accepts.
 const FLOW_KEYS: &[&str] = &[
@@ -72,12 +70,16 @@ pub(crate) struct FlowArg {
 pub(crate) enum ArgValue {
     /// A string (maybe a template): given as is.
     Str(LitStr),
-    /// An integer, maybe negative: `tokens` for the type check, `text` for the param.
-    Int { tokens: TokenStream, text: String },
+    /// An integer: `tokens` for the type check, `text` for the param.
+    Int {
+        tokens: TokenStream,
+        text: String,
+        negative: bool,
+    },
     /// A float, maybe negative.
     Float { tokens: TokenStream, text: String },
-    /// `true` / `false`.
-    Bool(LitBool),
+    /// `true` / `false`, as tokens.
+    Bool(TokenStream),
 }
 
 impl ArgValue {
@@ -86,7 +88,7 @@ impl ArgValue {
         match self {
             Self::Str(lit) => lit.value(),
             Self::Int { text, .. } | Self::Float { text, .. } => text.clone(),
-            Self::Bool(lit) => lit.value.to_string(),
+            Self::Bool(tokens) => tokens.to_string(),
         }
     }
 }
@@ -254,10 +256,11 @@ fn literal(expr: &Expr, errors: &mut Errors) -> Option<ArgValue> {
     };
     match lit {
         Lit::Str(lit) => Some(ArgValue::Str(lit.clone())),
-        Lit::Bool(lit) => Some(ArgValue::Bool(lit.clone())),
+        Lit::Bool(lit) => Some(ArgValue::Bool(lit.to_token_stream())),
         Lit::Int(lit) => Some(ArgValue::Int {
             tokens: expr.to_token_stream(),
             text: format!("{sign}{}", lit.base10_digits()),
+            negative: !sign.is_empty(),
         }),
         Lit::Float(lit) => match lit.base10_parse::<f64>() {
             Ok(value) if value.is_finite() => Some(ArgValue::Float {

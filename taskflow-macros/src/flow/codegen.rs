@@ -4,7 +4,7 @@
 
 use super::check::{ArgValue, Flow, FlowStep};
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Ident, Path};
 
@@ -20,19 +20,12 @@ pub(crate) fn generate(krate: &Path, flow: &Flow) -> TokenStream {
     } = flow;
     let options = Ident::new("options", Span::mixed_site());
     let callback = flow.callback.as_ref().map(|path| {
-        let alias = Ident::new("__TaskflowCallback", Span::call_site());
-        let check = quote_spanned!(path.span()=> <#path as #krate::__private::CallbackDef>);
-        let set = quote! {
+        quote! {
             #options.callback = ::core::option::Option::Some(::std::string::String::from(
-                <#alias as #krate::__private::CallbackDef>::NAME,
+                <#path as #krate::__private::CallbackDef>::NAME,
             ));
-        };
-        (
-            quote!(type #alias = #path; const _: &str = #check::NAME;),
-            set,
-        )
+        }
     });
-    let (callback_items, callback_set) = callback.unzip();
     let timeout = flow
         .timeout
         .map(|secs| quote!(#options.max_execution_seconds = #secs;));
@@ -48,9 +41,8 @@ pub(crate) fn generate(krate: &Path, flow: &Flow) -> TokenStream {
         #vis struct #ident;
 
         #[doc(hidden)]
-        #[allow(non_local_definitions, non_upper_case_globals, clippy::all)]
+        #[allow(non_local_definitions, clippy::all)]
         const _: () = {
-            #callback_items
             #(#step_items)*
 
             #[automatically_derived]
@@ -66,7 +58,7 @@ pub(crate) fn generate(krate: &Path, flow: &Flow) -> TokenStream {
                 fn options(&self) -> #krate::TaskOptions {
                     #[allow(unused_mut)]
                     let mut #options = <#krate::TaskOptions as ::core::default::Default>::default();
-                    #callback_set
+                    #callback
                     #timeout
                     #route
                     #options
@@ -100,7 +92,11 @@ pub(crate) fn generate(krate: &Path, flow: &Flow) -> TokenStream {
     }
 }
 
-/// The checks of one step (items of the hidden const) and the expression building its `Step`.
+/// The items checking one step (in the hidden const) and the expression building its `Step`.
+///
+/// The step's path is written as the user wrote it wherever it must be a step, so that an unknown path or a type that
+/// is not a step gives the same error at the same span each time (rustc reports it once). Arguments go through an
+/// alias of the path whose token carries the argument's span, so that an unknown argument is reported there.
 fn generate_step(krate: &Path, index: usize, step: &FlowStep) -> (TokenStream, TokenStream) {
     let FlowStep {
         path,
@@ -108,62 +104,58 @@ fn generate_step(krate: &Path, index: usize, step: &FlowStep) -> (TokenStream, T
         args,
         options,
     } = step;
-    let alias = format_ident!("__TaskflowStep{}", index);
-    let step_def = quote!(#krate::__private::StepDef);
-    let is_step = quote_spanned!(path.span()=> <#path as #step_def>);
-    let step_args = quote_spanned!(path.span()=> <#alias as #step_def>::ARGS);
+    let private = quote!(#krate::__private);
+    let alias = format!("__TaskflowStep{index}");
     let ids = args.iter().map(|arg| arg.id);
     let missing = quote_spanned! {path.span()=>
-        if let ::core::option::Option::Some(message) = #krate::__private::missing_arg(#step_args, &[#(#ids),*]) {
+        if let ::core::option::Option::Some(message) =
+            #private::missing_arg(<#path as #private::StepDef>::ARGS, &[#(#ids),*])
+        {
             ::core::panic!("{}", message)
         }
     };
-    let mut checks = quote! {
-        type #alias = #path;
-        const _: &str = #is_step::NAME;
+    let alias_item = (!args.is_empty()).then(|| {
+        let alias = Ident::new(&alias, Span::call_site());
+        quote!(type #alias = #path;)
+    });
+    let checks = quote! {
         const _: () = #missing;
+        #alias_item
     };
-    let (params_var, options_var) = (
+    let (params, options_var) = (
         Ident::new("params", Span::mixed_site()),
         Ident::new("options", Span::mixed_site()),
     );
-    let mut inserts = TokenStream::new();
-    for arg in args {
-        let key = format_ident!("__TASKFLOW_KEY_{}_{}", index, arg.ident);
-        let id = arg.id;
-        let handle = Ident::new(&alias.to_string(), arg.ident.span());
-        let has_arg =
-            quote_spanned!(arg.ident.span()=> <#handle as #krate::__private::HasArg<#id>>);
-        checks.extend(quote!(const #key: &str = #has_arg::KEY;));
-        let literal_check = match &arg.value {
+    let inserts = args.iter().map(|arg| {
+        let (id, param) = (arg.id, arg.value.param());
+        let handle = Ident::new(&alias, arg.ident.span());
+        let has_arg = quote_spanned!(arg.ident.span()=> <#handle as #private::HasArg<#id>>);
+        let check = match &arg.value {
             ArgValue::Str(_) => None,
-            ArgValue::Int { tokens, .. } => {
-                Some((tokens.span(), quote!(IntArg > ::Int), tokens.clone()))
-            }
-            ArgValue::Float { tokens, .. } => {
-                Some((tokens.span(), quote!(FloatArg > ::Float), tokens.clone()))
-            }
-            ArgValue::Bool(lit) => Some((lit.span(), quote!(BoolArg > ::Bool), quote!(#lit))),
+            ArgValue::Int { tokens, negative: false, .. } => Some((tokens, quote!(IntArg>::Int))),
+            ArgValue::Int { tokens, negative: true, .. } => Some((tokens, quote!(SignedArg>::Signed))),
+            ArgValue::Float { tokens, .. } => Some((tokens, quote!(FloatArg>::Float))),
+            ArgValue::Bool(tokens) => Some((tokens, quote!(BoolArg>::Bool))),
         };
-        if let Some((span, trait_assoc, value)) = literal_check {
-            let ty = quote_spanned!(span=> <#has_arg::Type as #krate::__private::#trait_assoc);
-            checks.extend(quote!(const _: #ty = #value;));
-        }
-        let param = arg.value.param();
-        inserts.extend(quote! {
-            #params_var.insert(::std::string::String::from(#key), ::std::string::String::from(#param));
+        let check = check.map(|(value, projection)| {
+            let span = value.span();
+            let ty = quote_spanned!(span=> <#has_arg::Type as #private::#projection);
+            quote_spanned!(span=> let _: #ty = #value;)
         });
-    }
+        quote! {
+            #check
+            #params.insert(::std::string::String::from(#has_arg::KEY), ::std::string::String::from(#param));
+        }
+    });
     let assignments = options.assignments(&options_var);
     let build = quote! {{
-        let step = &<#alias as #step_def>::INSTANCE;
         #[allow(unused_mut)]
-        let mut #options_var = #krate::StepMgr::options(step);
+        let mut #params = ::std::collections::BTreeMap::new();
+        #(#inserts)*
+        #[allow(unused_mut)]
+        let mut #options_var = <#path as #private::StepDef>::default_options();
         #assignments
-        #[allow(unused_mut)]
-        let mut #params_var = ::std::collections::BTreeMap::new();
-        #inserts
-        #krate::StepMgr::build_step(step, #name, #params_var, #options_var)
+        <#path as #private::StepDef>::build(#name, #params, #options_var)
     }};
     (checks, build)
 }

@@ -1,0 +1,15 @@
+use taskflow::prelude::*;
+
+#[step]
+async fn wait(times: u8) -> Result<(), StepError> {
+    let _ = times;
+    Ok(())
+}
+
+task_flow! {
+    flow Example {
+        steps { wait(times = 300) }
+    }
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use taskflow::prelude::*;
+
+#[step]
+fn sum(a: i64) -> Result<i64, StepError> {
+    Ok(a)
+}
+
+fn main() {
+    let _ = sum(1);
+}
