@@ -1,57 +1,54 @@
 //! The reference example: a `sum` step (params `sumA`, `sumB` → shared variable `sumC`), a `hello` step that reads
-//! it, and a callback — on the embedded memory backend, no server needed.
+//! it, and a callback — written with the DSL, run on the embedded memory backend (no server needed).
 //!
 //! Run: `cargo run --example quickstart` (exits 0 when the task ends SUCCESS).
 
 use std::process::ExitCode;
-use taskflow::{
-    Engine, Step, StepError, StepOptions, Task, TaskInfo, TaskOptions, TaskStatus, callback_fn,
-    step_fn,
-};
+use taskflow::prelude::*;
+
+/// Adds two numbers and shares the sum with later steps as `sumC`.
+#[step(alias = "sum two numbers", timeout = "10s", retries = 2)]
+async fn sum(ctx: &StepContext, sum_a: i64, sum_b: i64) -> Result<i64, StepError> {
+    ctx.set_common("sumC", (sum_a + sum_b).to_string());
+    println!("  [sum]   {sum_a} + {sum_b} = {}", sum_a + sum_b);
+    Ok(sum_a + sum_b)
+}
+
+/// Greets, with a message rendered from the shared variables.
+#[step(alias = "say hello")]
+async fn hello(ctx: &StepContext, greeting: String) -> Result<(), StepError> {
+    println!("  [hello] task {} says: {greeting}", ctx.task().task_name);
+    Ok(())
+}
+
+/// Runs once when the task ends.
+#[callback(name = "callBack")]
+async fn call_back(outcome: &TaskOutcome) -> Result<(), CallbackError> {
+    let how = if outcome.is_success() {
+        "successfully"
+    } else {
+        "with a failure"
+    };
+    println!("  [callback] task ended {how}");
+    Ok(())
+}
+
+task_flow! {
+    /// The reference example flow: sum, then hello.
+    flow Example {
+        type = "example-test",
+        callback = call_back,
+        timeout = "5m",
+        steps {
+            sum(sum_a = "{{ params.a }}", sum_b = 5),
+            hello(greeting = "sum is {{ common.sumC }}"),
+        }
+    }
+}
 
 #[tokio::main]
 async fn main() -> Result<ExitCode, taskflow::Error> {
-    // Steps: plain async code that reads params and writes shared variables.
-    let sum = step_fn("sum", |ctx| async move {
-        let a: i64 = ctx
-            .param("sumA")
-            .unwrap_or("0")
-            .parse()
-            .map_err(StepError::fatal)?;
-        let b: i64 = ctx
-            .param("sumB")
-            .unwrap_or("0")
-            .parse()
-            .map_err(StepError::fatal)?;
-        ctx.set_common("sumC", (a + b).to_string());
-        println!("  [sum]   {a} + {b} = {}", a + b);
-        Ok(a + b)
-    });
-    let hello = step_fn("hello", |ctx| async move {
-        println!(
-            "  [hello] task {} says: {}",
-            ctx.task().task_name,
-            ctx.param("greeting").unwrap_or_default()
-        );
-        Ok(())
-    });
-    let callback = callback_fn("callBack", |outcome| async move {
-        println!(
-            "  [callback] task ended {}",
-            if outcome.is_success() {
-                "successfully"
-            } else {
-                "with a failure"
-            }
-        );
-        Ok(())
-    });
-
-    let engine = Engine::builder()
-        .step(sum)
-        .step(hello)
-        .callback(callback)
-        .build()?;
+    let engine = Engine::memory()?;
     let worker = engine
         .worker()
         .node("node-a")
@@ -59,39 +56,12 @@ async fn main() -> Result<ExitCode, taskflow::Error> {
         .start()
         .await?;
 
-    let info = TaskInfo {
-        task_type: "example-test".into(),
-        task_name: "example".into(),
-        task_index: "example".into(),
-        creator: "bcs".into(),
-        ..Default::default()
-    };
-    let options = TaskOptions {
-        callback: Some("callBack".into()),
-        max_execution_seconds: 300,
-        ..Default::default()
-    };
-    let task = Task::new(info, options)
-        .with_step(
-            Step::new(
-                "sum",
-                "sum",
-                StepOptions {
-                    max_execution_seconds: 10,
-                    max_retries: 2,
-                    ..Default::default()
-                },
-            )
-            .param("sumA", "{{ params.a }}")
-            .param("sumB", "5"),
-        )
-        .with_step(
-            Step::new("hello", "hello", StepOptions::default())
-                .param("greeting", "sum is {{ common.sumC }}"),
-        );
-    let mut task = task;
-    task.set_common_param("a", "3");
-
+    let task = Example::builder()
+        .name("example")
+        .index("example")
+        .creator("bcs")
+        .param("a", "3")
+        .build()?;
     let id = engine.dispatch(task).await?;
     println!("dispatched task {id}");
     let mut last = String::new();
