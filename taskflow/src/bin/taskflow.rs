@@ -23,7 +23,7 @@ struct Cli {
     )]
     endpoints: Vec<String>,
     /// Key prefix (namespace) of the deployment.
-    #[arg(long, env = "TASKFLOW_PREFIX", default_value = "/taskflow")]
+    #[arg(long, env = "TASKFLOW_ETCD_PREFIX", default_value = "/taskflow")]
     prefix: String,
     /// etcd user (with --password).
     #[arg(long, env = "TASKFLOW_ETCD_USER", requires = "password")]
