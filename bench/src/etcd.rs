@@ -50,10 +50,13 @@ pub(crate) async fn throughput(server: &EtcdServer, sizes: Sizes) -> (Duration, 
     (elapsed, writes / (sizes.tasks * sizes.steps) as f64)
 }
 
+/// When one step of a task ran: task id, step index, start, end.
+type Mark = (String, usize, Instant, Instant);
+
 /// Runs `tasks` tasks of 20 no-op steps one after the other on an idle system; returns every hop (one step's end to
 /// the next step's start), sorted.
 pub(crate) async fn hops(server: &EtcdServer, tasks: usize) -> Vec<Duration> {
-    let marks: Arc<Mutex<Vec<(String, usize, Instant, Instant)>>> = Arc::default();
+    let marks: Arc<Mutex<Vec<Mark>>> = Arc::default();
     let recorder = Arc::clone(&marks);
     let step = step_fn("hop", move |ctx| {
         let recorder = Arc::clone(&recorder);
