@@ -37,9 +37,9 @@ fn analyze(args: TokenStream, item: TokenStream) -> syn::Result<CallbackFn> {
     let name = options::parse_list.parse2(args).and_then(|entries| {
         let mut errors = Errors::default();
         let mut name = None;
-        for (_, entry) in options::accepted(&entries, &[key::NAME], &mut errors) {
-            name = options::string(entry, &mut errors).map(|lit| lit.value());
-        }
+        options::for_each_accepted(&entries, &[key::NAME], &mut errors, |_, entry, errors| {
+            name = options::string(entry, errors).map(|lit| lit.value());
+        });
         errors.finish().map(|()| name)
     });
     let function = item::parse(item, "#[callback]").and_then(|fn_item| {
@@ -82,7 +82,7 @@ fn analyze(args: TokenStream, item: TokenStream) -> syn::Result<CallbackFn> {
             )),
         }
     });
-    let ((fn_item, outcome, output), name) = diag::join(function, name)?;
+    let (name, (fn_item, outcome, output)) = diag::join(name, function)?;
     let ident = fn_item.sig.ident;
     let name = name.unwrap_or_else(|| unraw(&ident));
     Ok(CallbackFn {

@@ -89,14 +89,14 @@ pub(crate) fn parse_list(input: ParseStream<'_>) -> syn::Result<Vec<OptionEntry>
     )
 }
 
-/// Which entries of a list are accepted: reports unknown and repeated keys, and yields the rest with their key name.
-pub(crate) fn accepted<'a>(
-    entries: &'a [OptionEntry],
+/// Calls `apply` on each entry whose key is in `allowed`, in order; reports unknown and repeated keys instead.
+pub(crate) fn for_each_accepted(
+    entries: &[OptionEntry],
     allowed: &[&'static str],
     errors: &mut Errors,
-) -> Vec<(&'static str, &'a OptionEntry)> {
+    mut apply: impl FnMut(&'static str, &OptionEntry, &mut Errors),
+) {
     let mut seen: Vec<&'static str> = Vec::new();
-    let mut accepted = Vec::new();
     for entry in entries {
         let name = entry.key.unraw().to_string();
         match allowed.iter().find(|key| **key == name) {
@@ -104,23 +104,22 @@ pub(crate) fn accepted<'a>(
                 let expected = allowed
                     .iter()
                     .map(|key| format!("`{key}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                errors.at(
-                    &entry.key,
-                    format!("unknown option `{name}`; expected one of {expected}"),
+                    .collect::<Vec<_>>();
+                let message = format!(
+                    "unknown option `{name}`; expected one of {}",
+                    expected.join(", ")
                 );
+                errors.at(&entry.key, message);
             }
             Some(key) if seen.contains(key) => {
                 errors.at(&entry.key, format!("duplicate option `{key}`"))
             }
             Some(key) => {
                 seen.push(key);
-                accepted.push((*key, entry));
+                apply(key, entry, errors);
             }
         }
     }
-    accepted
 }
 
 /// The value of `entry`, or an error at its key when it has none.
@@ -279,17 +278,15 @@ impl StepOptions {
         errors: &mut Errors,
     ) -> Self {
         let mut options = Self::default();
-        for (key, entry) in accepted(entries, allowed, errors) {
-            match key {
-                key::NAME => options.name = string(entry, errors),
-                key::ALIAS => options.alias = string(entry, errors),
-                key::TIMEOUT => options.timeout = seconds(entry, errors),
-                key::RETRIES => options.retries = count(entry, errors),
-                key::SKIP_ON_FAILED => options.skip_on_failed = flag(entry, errors),
-                key::DELAY => options.delay = seconds(entry, errors),
-                _ => route(&mut options.route, key, entry, errors),
-            }
-        }
+        for_each_accepted(entries, allowed, errors, |key, entry, errors| match key {
+            key::NAME => options.name = string(entry, errors),
+            key::ALIAS => options.alias = string(entry, errors),
+            key::TIMEOUT => options.timeout = seconds(entry, errors),
+            key::RETRIES => options.retries = count(entry, errors),
+            key::SKIP_ON_FAILED => options.skip_on_failed = flag(entry, errors),
+            key::DELAY => options.delay = seconds(entry, errors),
+            _ => route(&mut options.route, key, entry, errors),
+        });
         options
     }
 

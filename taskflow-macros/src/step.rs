@@ -58,7 +58,7 @@ fn analyze(args: TokenStream, item: TokenStream) -> syn::Result<Step> {
         errors.finish().map(|()| options)
     });
     let function = item::parse(item, "#[step]").and_then(validate);
-    let ((context, args, output, fn_item), options) = diag::join(function, options)?;
+    let (options, (context, args, output, fn_item)) = diag::join(options, function)?;
     let ident = fn_item.sig.ident;
     let name = options
         .name

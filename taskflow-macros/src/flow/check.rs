@@ -119,8 +119,11 @@ fn check_flow(def: FlowDef, errors: &mut Errors) -> Flow {
         steps: Vec::new(),
     };
     let mut globals = Vec::new();
-    for (key, entry) in options::accepted(&def.options, FLOW_KEYS, errors) {
-        match key {
+    options::for_each_accepted(
+        &def.options,
+        FLOW_KEYS,
+        errors,
+        |key, entry, errors| match key {
             key::NAME => {
                 if let Some(lit) = options::string(entry, errors) {
                     flow.name = lit.value();
@@ -135,8 +138,8 @@ fn check_flow(def: FlowDef, errors: &mut Errors) -> Flow {
             key::TIMEOUT => flow.timeout = options::seconds(entry, errors),
             key::GLOBALS => globals = strings(entry, errors),
             _ => options::route(&mut flow.route, key, entry, errors),
-        }
-    }
+        },
+    );
     if flow.task_type.is_empty() {
         flow.task_type = flow.name.clone();
     }

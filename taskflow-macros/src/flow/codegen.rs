@@ -65,7 +65,7 @@ pub(crate) fn generate(krate: &Path, flow: &Flow) -> TokenStream {
                 }
 
                 fn steps(&self) -> ::std::vec::Vec<#krate::Step> {
-                    ::std::vec![#(#step_builds),*]
+                    ::std::vec::Vec::from([#(#step_builds),*])
                 }
             }
 
