@@ -556,3 +556,51 @@ async fn ended_tasks_are_deleted_after_the_retention_by_an_elected_worker() {
     a.close().await.unwrap();
     b.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_behind_a_compaction_resyncs_with_a_snapshot() {
+    let (mut server, backend) = backend_with(|c| {
+        c.lease_ttl(Duration::from_secs(30))
+            .reconnect_delay(Duration::from_secs(3))
+    })
+    .await;
+    let first = task("first", TaskOptions::default(), &[("s", None)]);
+    backend.create(&first).await.unwrap();
+    let (w, mut feed) = backend
+        .open_session(spec("w", "n", &["default"]))
+        .await
+        .unwrap();
+    let m1 = Message::of(&first).unwrap();
+    assert_eq!(next(&mut feed).await, FeedEvent::Snapshot(vec![m1.clone()]));
+    // The session's watch breaks; while it waits to reconnect, the store moves on and is compacted.
+    server.restart();
+    let second = task("second", TaskOptions::default(), &[("s", None)]);
+    let started = std::time::Instant::now();
+    while let Err(e) = backend.create(&second).await {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "etcd did not come back: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut client = backend.client();
+    let revision = client
+        .put(backend.keys().root().to_owned() + "/unrelated", "x", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    client.compact(revision, None).await.unwrap();
+    let m2 = Message::of(&second).unwrap();
+    match next(&mut feed).await {
+        FeedEvent::Snapshot(mut messages) => {
+            messages.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+            let mut expected = vec![m1, m2];
+            expected.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+            assert_eq!(messages, expected);
+        }
+        other => panic!("expected a snapshot after the compaction, got {other:?}"),
+    }
+    w.close().await.unwrap();
+}

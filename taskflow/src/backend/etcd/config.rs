@@ -34,6 +34,7 @@ pub struct EtcdConfig {
     pub(crate) retention: Option<Duration>,
     pub(crate) retention_interval: Option<Duration>,
     pub(crate) cancel_ttl: Duration,
+    pub(crate) reconnect_delay: Duration,
     pub(crate) batching: bool,
     pub(crate) max_batch_ops: usize,
     pub(crate) max_in_flight: usize,
@@ -56,6 +57,7 @@ impl EtcdConfig {
             retention: Some(Duration::from_secs(7 * 24 * 3600)),
             retention_interval: None,
             cancel_ttl: Duration::from_secs(60),
+            reconnect_delay: Duration::from_millis(250),
             batching: true,
             max_batch_ops: 128,
             max_in_flight: 4,
@@ -119,6 +121,13 @@ impl EtcdConfig {
     /// How often the elected worker looks for expired tasks (default: retention / 10, between 1 s and 5 min).
     pub fn retention_interval(mut self, interval: Duration) -> Self {
         self.retention_interval = Some(interval.max(Duration::from_millis(100)));
+        self
+    }
+
+    /// How long a worker waits before reopening its watch or lease keep-alive after the stream broke, and between
+    /// attempts while etcd is unreachable (default 250 ms).
+    pub fn reconnect_delay(mut self, delay: Duration) -> Self {
+        self.reconnect_delay = delay.max(Duration::from_millis(10));
         self
     }
 

@@ -529,6 +529,10 @@ impl Backend for EtcdBackend {
         }
     }
 
+    async fn workers(&self) -> Result<Vec<WorkerSpec>, BackendError> {
+        EtcdBackend::workers(self).await
+    }
+
     async fn open_session(
         &self,
         spec: WorkerSpec,

@@ -502,7 +502,7 @@ impl Driver {
                         tracing::debug!(error = %e, "the feed watch broke; reconnecting");
                     }
                     self.watch = None;
-                    tick = tick.min(Instant::now() + Duration::from_millis(200));
+                    tick = tick.min(Instant::now() + self.shared.inner.config.reconnect_delay);
                 }
                 Wake::KeepAlive(Ok(Some(resp))) => {
                     if resp.ttl() <= 0 {
@@ -514,7 +514,7 @@ impl Driver {
                 Wake::KeepAlive(_) => {
                     self.keeper = None;
                     self.sent = None;
-                    tick = tick.min(Instant::now() + Duration::from_millis(200));
+                    tick = tick.min(Instant::now() + self.shared.inner.config.reconnect_delay);
                 }
                 Wake::Tick => tick = self.on_tick().await,
             }
@@ -542,7 +542,7 @@ impl Driver {
     async fn on_tick(&mut self) -> Instant {
         let now = Instant::now();
         let ttl = self.shared.ttl();
-        let retry = now + Duration::from_millis(500);
+        let retry = now + self.shared.inner.config.reconnect_delay;
         if now.duration_since(self.renewed) >= ttl {
             self.lost("the lease could not be renewed within its TTL")
                 .await;
