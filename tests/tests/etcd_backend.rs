@@ -604,3 +604,26 @@ async fn a_feed_behind_a_compaction_resyncs_with_a_snapshot() {
     }
     w.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_etcd_is_a_clear_error_at_start() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = std::time::Instant::now();
+    let result = taskflow::backend::etcd::EtcdConfig::new([format!("http://127.0.0.1:{port}")])
+        .connect_timeout(Duration::from_secs(1))
+        .connect()
+        .await;
+    match result {
+        Err(BackendError::Unavailable(message)) => {
+            assert!(message.contains("cannot reach etcd"), "{message}");
+            assert!(message.contains(&port.to_string()), "{message}");
+        }
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("connected to nothing"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
