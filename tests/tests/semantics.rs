@@ -1185,6 +1185,16 @@ async fn unknown_executor_is_rejected_and_unrunnable_steps_wait(b: TestBackend) 
         StepStatus::NotStarted,
         "no worker claims a step it cannot run"
     );
+    let reason = engine
+        .waiting_reason(&task)
+        .await
+        .unwrap()
+        .expect("the task says why it waits");
+    assert!(
+        reason.contains("step `b` (executor `special`) waits for a worker"),
+        "{reason}"
+    );
+    assert!(reason.contains("cannot run it"), "{reason}");
     let special = engine
         .worker()
         .executors(["special"])

@@ -265,6 +265,15 @@ impl Backend for MemoryBackend {
             .await)
     }
 
+    async fn workers(&self) -> Result<Vec<WorkerSpec>, BackendError> {
+        Ok(self
+            .state()
+            .sessions
+            .values()
+            .map(|s| s.spec.clone())
+            .collect())
+    }
+
     async fn open_session(
         &self,
         spec: WorkerSpec,

@@ -285,6 +285,9 @@ pub trait Backend: Send + Sync + 'static {
         Ok(Some(stored))
     }
 
+    /// The live workers (their specs), e.g. to explain why a step waits.
+    async fn workers(&self) -> Result<Vec<WorkerSpec>, BackendError>;
+
     /// Opens a worker session and its feed. The feed starts with a [`FeedEvent::Snapshot`].
     async fn open_session(
         &self,

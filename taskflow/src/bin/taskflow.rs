@@ -177,6 +177,9 @@ async fn run(cli: Cli) -> Result<ExitCode, taskflow::Error> {
                 );
             } else {
                 print_task(&task);
+                if let Some(reason) = engine.waiting_reason(&task).await? {
+                    println!("waiting: {reason}");
+                }
             }
         }
         Command::Watch { id } => {

@@ -1,9 +1,9 @@
 //! The client API of the engine: dispatch, get, list, wait, retry, cancel.
 
 use super::{Engine, RetryRequest, machine};
-use crate::backend::{Commit, Message, Stored, TaskPage, TaskQuery, Transition};
+use crate::backend::{Commit, Message, Stored, TaskPage, TaskQuery, Transition, Work};
 use crate::error::{BackendError, Error, Result};
-use crate::model::{Task, TaskStatus};
+use crate::model::{StepStatus, Task, TaskStatus};
 use chrono::Utc;
 use std::time::Duration;
 
@@ -100,6 +100,54 @@ impl Engine {
         Ok(settled
             .ok_or_else(|| Error::NotFound(task_id.to_owned()))?
             .value)
+    }
+
+    /// Why a task that has not ended does not run now: a delay or back-off, or no live worker able to take its step
+    /// (none serves its route, or none of those runs its executor). `None` when it runs, is about to, or has ended.
+    pub async fn waiting_reason(&self, task: &Task) -> Result<Option<String>> {
+        let Some(message) = Message::of(task) else {
+            return Ok(None);
+        };
+        let what = match &message.work {
+            Work::Step { step, executor } => {
+                if task
+                    .step(step)
+                    .is_some_and(|s| s.status == StepStatus::Running)
+                {
+                    return Ok(None);
+                }
+                format!("step `{step}` (executor `{executor}`)")
+            }
+            Work::Callback { callback } => format!("callback `{callback}`"),
+        };
+        if message.due > Utc::now() {
+            return Ok(Some(format!(
+                "{what} is due at {} (delay or retry back-off)",
+                message.due.to_rfc3339()
+            )));
+        }
+        let workers = self.inner.backend.workers().await?;
+        let serving: Vec<_> = workers
+            .iter()
+            .filter(|w| w.serves(&message.route))
+            .collect();
+        if serving.is_empty() {
+            return Ok(Some(format!(
+                "{what} waits for a worker: none of the {} live worker(s) serves {}",
+                workers.len(),
+                message.route
+            )));
+        }
+        if !serving.iter().any(|w| w.can_run(&message.work)) {
+            let nodes: Vec<&str> = serving.iter().map(|w| w.node.as_str()).collect();
+            return Ok(Some(format!(
+                "{what} waits for a worker: the {} live worker(s) serving {} ({}) cannot run it",
+                serving.len(),
+                message.route,
+                nodes.join(", ")
+            )));
+        }
+        Ok(None)
     }
 
     /// [`wait`](Self::wait) with a limit.
