@@ -2,14 +2,14 @@
 //! handle (a marker type named like the function) for `task_flow!`.
 
 use crate::diag::{self, Errors};
-use crate::item;
+use crate::item::{self, FnItem};
 use crate::naming::unraw;
 use crate::options::{self, key};
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::parse::Parser;
 use syn::spanned::Spanned;
-use syn::{FnArg, Ident, ReturnType, Type, Visibility};
+use syn::{FnArg, Ident, ReturnType, Type, Visibility, parse_quote};
 
 /// Expands `#[callback(args)] item`.
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -42,53 +42,61 @@ fn analyze(args: TokenStream, item: TokenStream) -> syn::Result<CallbackFn> {
         });
         errors.finish().map(|()| name)
     });
-    let function = item::parse(item, "#[callback]").and_then(|fn_item| {
-        let mut errors = Errors::default();
-        let sig = &fn_item.sig;
-        item::check_plain_async(sig, "#[callback]", &mut errors);
-        let mut outcome = None;
-        match sig.inputs.first() {
-            None => errors.at(&sig.ident, "a callback takes one argument, `&TaskOutcome`"),
-            Some(FnArg::Receiver(receiver)) => errors.at(receiver, "a callback cannot take `self`"),
-            Some(FnArg::Typed(input)) => match &*input.ty {
-                Type::Reference(reference) if reference.mutability.is_none() => {
-                    outcome = Some(*reference.elem.clone())
-                }
-                ty => errors.at(
+    let function = item::parse(item, "#[callback]").and_then(validate);
+    let (name, mut callback) = diag::join(name, function)?;
+    if let Some(name) = name {
+        callback.name = name;
+    }
+    Ok(callback)
+}
+
+/// Validates the signature of a callback function.
+fn validate(fn_item: FnItem) -> syn::Result<CallbackFn> {
+    const ONE_ARGUMENT: &str = "a callback takes one argument, `&TaskOutcome`";
+    let mut errors = Errors::default();
+    let FnItem { vis, sig } = fn_item;
+    item::check_plain_async(&sig, "#[callback]", &mut errors);
+    let outcome = match sig.inputs.first() {
+        Some(FnArg::Typed(input)) => match &*input.ty {
+            Type::Reference(reference) if reference.mutability.is_none() => {
+                Some((*reference.elem).clone())
+            }
+            ty => {
+                errors.at(
                     ty,
                     "a callback takes its argument by shared reference: `&TaskOutcome`",
-                ),
-            },
-        }
-        for extra in sig.inputs.iter().skip(1) {
-            errors.at(extra, "a callback takes one argument, `&TaskOutcome`");
-        }
-        let output = match &sig.output {
-            ReturnType::Type(_, ty) => Some(*ty.clone()),
-            ReturnType::Default => {
-                errors.at(
-                    &sig.ident,
-                    "a callback must return `Result<(), E>` with `E: Into<CallbackError>`",
                 );
                 None
             }
-        };
-        errors.finish()?;
-        match (outcome, output) {
-            (Some(outcome), Some(output)) => Ok((fn_item, outcome, output)),
-            _ => Err(syn::Error::new(
-                sig.ident.span(),
-                "a callback takes `&TaskOutcome` and returns `Result`",
-            )),
+        },
+        Some(FnArg::Receiver(receiver)) => {
+            errors.at(receiver, "a callback cannot take `self`");
+            None
         }
-    });
-    let (name, (fn_item, outcome, output)) = diag::join(name, function)?;
-    let ident = fn_item.sig.ident;
-    let name = name.unwrap_or_else(|| unraw(&ident));
+        None => {
+            errors.at(&sig.ident, ONE_ARGUMENT);
+            None
+        }
+    };
+    for extra in sig.inputs.iter().skip(1) {
+        errors.at(extra, ONE_ARGUMENT);
+    }
+    let output = match &sig.output {
+        ReturnType::Type(_, ty) => (**ty).clone(),
+        ReturnType::Default => {
+            errors.at(
+                &sig.ident,
+                "a callback must return `Result<(), E>` with `E: Into<CallbackError>`",
+            );
+            parse_quote!(())
+        }
+    };
+    errors.finish()?;
+    let outcome = outcome.unwrap_or_else(|| parse_quote!(()));
     Ok(CallbackFn {
-        vis: fn_item.vis,
-        ident,
-        name,
+        vis,
+        name: unraw(&sig.ident),
+        ident: sig.ident,
         outcome,
         output,
     })

@@ -11,7 +11,9 @@ use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::parse::Parser;
 use syn::spanned::Spanned;
-use syn::{FnArg, GenericArgument, Ident, Pat, PathArguments, ReturnType, Type, Visibility};
+use syn::{
+    FnArg, GenericArgument, Ident, Pat, PathArguments, ReturnType, Type, Visibility, parse_quote,
+};
 
 /// Expands `#[step(args)] item`.
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -58,31 +60,19 @@ fn analyze(args: TokenStream, item: TokenStream) -> syn::Result<Step> {
         errors.finish().map(|()| options)
     });
     let function = item::parse(item, "#[step]").and_then(validate);
-    let (options, (context, args, output, fn_item)) = diag::join(options, function)?;
-    let ident = fn_item.sig.ident;
-    let name = options
-        .name
-        .as_ref()
-        .map_or_else(|| unraw(&ident), syn::LitStr::value);
-    Ok(Step {
-        vis: fn_item.vis,
-        ident,
-        name,
-        context,
-        args,
-        output,
-        options,
-    })
+    let (options, mut step) = diag::join(options, function)?;
+    if let Some(name) = &options.name {
+        step.name = name.value();
+    }
+    step.options = options;
+    Ok(step)
 }
 
-/// The checked parts of a signature: context type, arguments, return type and the item.
-type Signature = (Option<Type>, Vec<Arg>, Type, FnItem);
-
-/// Validates the signature of a step function.
-fn validate(fn_item: FnItem) -> syn::Result<Signature> {
+/// Validates the signature of a step function (options are filled in by the caller).
+fn validate(fn_item: FnItem) -> syn::Result<Step> {
     let mut errors = Errors::default();
-    let sig = &fn_item.sig;
-    item::check_plain_async(sig, "#[step]", &mut errors);
+    let FnItem { vis, sig } = fn_item;
+    item::check_plain_async(&sig, "#[step]", &mut errors);
     let mut context = None;
     let mut args: Vec<Arg> = Vec::new();
     for (position, input) in sig.inputs.iter().enumerate() {
@@ -104,69 +94,67 @@ fn validate(fn_item: FnItem) -> syn::Result<Signature> {
                 continue;
             }
             Type::ImplTrait(_) => {
-                errors.at(
-                    &input.ty,
-                    "a step argument cannot be `impl Trait`: it needs a concrete type to decode",
-                );
+                let message =
+                    "a step argument cannot be `impl Trait`: it needs a concrete type to decode";
+                errors.at(&input.ty, message);
                 continue;
             }
             _ => {}
         }
-        let Pat::Ident(pat) = &*input.pat else {
-            errors.at(
-                &input.pat,
-                "a step argument must be a plain name: the name gives its param key",
-            );
-            continue;
+        let ident = match &*input.pat {
+            Pat::Ident(pat) if pat.by_ref.is_none() && pat.subpat.is_none() => &pat.ident,
+            pat => {
+                errors.at(
+                    pat,
+                    "a step argument must be a plain name: the name gives its param key",
+                );
+                continue;
+            }
         };
-        if pat.by_ref.is_some() || pat.subpat.is_some() {
-            errors.at(
-                &input.pat,
-                "a step argument must be a plain name: the name gives its param key",
-            );
-            continue;
-        }
-        let name = unraw(&pat.ident);
+        let name = unraw(ident);
         let key = param_key(&name);
         if key.is_empty() {
             errors.at(
-                &pat.ident,
+                ident,
                 "a step argument needs a name with letters or digits: it gives its param key",
             );
-            continue;
-        }
-        if let Some(other) = args.iter().find(|arg| arg.key == key) {
-            errors.at(
-                &pat.ident,
-                format!(
-                    "arguments `{}` and `{name}` have the same param key `{key}`",
-                    other.name
-                ),
+        } else if let Some(other) = args.iter().find(|arg| arg.key == key) {
+            let message = format!(
+                "arguments `{}` and `{name}` have the same param key `{key}`",
+                other.name
             );
-            continue;
+            errors.at(ident, message);
+        } else {
+            let required = !is_option(&input.ty);
+            args.push(Arg {
+                name,
+                key,
+                ty: (*input.ty).clone(),
+                required,
+            });
         }
-        let required = !is_option(&input.ty);
-        args.push(Arg {
-            name,
-            key,
-            ty: (*input.ty).clone(),
-            required,
-        });
     }
     let output = match &sig.output {
-        ReturnType::Type(_, ty) => Some((**ty).clone()),
+        ReturnType::Type(_, ty) => (**ty).clone(),
         ReturnType::Default => {
             errors.at(
                 &sig.ident,
                 "a step must return `Result<T, E>`: `T` is its output, `E: Into<StepError>`",
             );
-            None
+            parse_quote!(())
         }
     };
     errors.finish()?;
-    let output = output
-        .ok_or_else(|| syn::Error::new(sig.ident.span(), "a step must return `Result<T, E>`"))?;
-    Ok((context, args, output, fn_item))
+    let name = unraw(&sig.ident);
+    Ok(Step {
+        vis,
+        ident: sig.ident,
+        name,
+        context,
+        args,
+        output,
+        options: StepOptions::default(),
+    })
 }
 
 /// Whether a type is spelled `Option<T>` (such an argument may be left out of a flow).

@@ -149,10 +149,10 @@ fn flow_errors_still_declare_the_struct() {
         [
             "invalid duration \"soon\": expected numbers with units (`d`, `h`, `m`, `s`, `ms`), such as \
              \"30s\", \"5m\" or \"1h30m\"",
-            "template reads `steps.later`, but step `later` does not run before this one",
-            "duplicate argument `greeting`",
             "unknown option `colour`; expected one of `name`, `alias`, `timeout`, `retries`, `skip_on_failed`, \
              `node`, `queue`, `delay`",
+            "template reads `steps.later`, but step `later` does not run before this one",
+            "duplicate argument `greeting`",
         ]
         .map(str::to_owned),
         "{expanded}"

@@ -23,11 +23,11 @@ const _: () = {
     "invalid duration \"soon\": expected numbers with units (`d`, `h`, `m`, `s`, `ms`), such as \"30s\", \"5m\" or \"1h30m\""
 }
 ::core::compile_error! {
+    "unknown option `colour`; expected one of `name`, `alias`, `timeout`, `retries`, `skip_on_failed`, `node`, `queue`, `delay`"
+}
+::core::compile_error! {
     "template reads `steps.later`, but step `later` does not run before this one"
 }
 ::core::compile_error! {
     "duplicate argument `greeting`"
-}
-::core::compile_error! {
-    "unknown option `colour`; expected one of `name`, `alias`, `timeout`, `retries`, `skip_on_failed`, `node`, `queue`, `delay`"
 }
