@@ -114,7 +114,7 @@ pub trait CallbackDef: Callback + Sized {
 #[diagnostic::on_unimplemented(
     message = "an integer literal does not fit an argument of type `{Self}`",
     label = "expected a value of type `{Self}`",
-    note = "a string argument takes a string literal; other types take a template string such as \"{{{{ params.x }}}}\""
+    note = "any argument takes a string literal, decoded as a string, else as JSON (`\"5\"`, `\"[1, 2]\"`)"
 )]
 pub trait IntArg {
     /// The integer type the literal must fit in.
@@ -124,7 +124,8 @@ pub trait IntArg {
 /// Types a negative number literal in a flow may be given to.
 #[diagnostic::on_unimplemented(
     message = "a negative number does not fit an argument of type `{Self}`",
-    label = "expected a value of type `{Self}`"
+    label = "expected a value of type `{Self}`",
+    note = "any argument takes a string literal, decoded as a string, else as JSON (`\"5\"`, `\"[1, 2]\"`)"
 )]
 pub trait SignedArg {
     /// The signed type the literal must fit in.
@@ -134,7 +135,8 @@ pub trait SignedArg {
 /// Types a float literal in a flow may be given to.
 #[diagnostic::on_unimplemented(
     message = "a float literal does not fit an argument of type `{Self}`",
-    label = "expected a value of type `{Self}`"
+    label = "expected a value of type `{Self}`",
+    note = "any argument takes a string literal, decoded as a string, else as JSON (`\"5\"`, `\"[1, 2]\"`)"
 )]
 pub trait FloatArg {
     /// The float type of the literal.
@@ -144,7 +146,8 @@ pub trait FloatArg {
 /// Types a `true` / `false` literal in a flow may be given to.
 #[diagnostic::on_unimplemented(
     message = "a bool literal does not fit an argument of type `{Self}`",
-    label = "expected a value of type `{Self}`"
+    label = "expected a value of type `{Self}`",
+    note = "any argument takes a string literal, decoded as a string, else as JSON (`\"5\"`, `\"[1, 2]\"`)"
 )]
 pub trait BoolArg {
     /// `bool`.
