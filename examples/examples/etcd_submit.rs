@@ -29,6 +29,9 @@ struct Args {
     /// Key prefix (namespace) of the deployment.
     #[arg(long, env = "TASKFLOW_ETCD_PREFIX", default_value = "/taskflow/demo")]
     prefix: String,
+    /// Send every claim and commit in its own transaction (no batching).
+    #[arg(long)]
+    no_batching: bool,
     /// etcd user (with --password).
     #[arg(long, env = "TASKFLOW_ETCD_USER")]
     user: Option<String>,
@@ -55,7 +58,9 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
         .init();
     let args = Args::parse();
-    let mut config = EtcdConfig::new(args.endpoints).prefix(args.prefix);
+    let mut config = EtcdConfig::new(args.endpoints)
+        .prefix(args.prefix)
+        .batching(!args.no_batching);
     if let (Some(user), Some(password)) = (args.user, args.password) {
         config = config.user(user, password);
     }

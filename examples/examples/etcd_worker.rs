@@ -29,6 +29,9 @@ struct Args {
     /// Key prefix (namespace) of the deployment.
     #[arg(long, env = "TASKFLOW_ETCD_PREFIX", default_value = "/taskflow/demo")]
     prefix: String,
+    /// Send every claim and commit in its own transaction (no batching).
+    #[arg(long)]
+    no_batching: bool,
     /// etcd user (with --password).
     #[arg(long, env = "TASKFLOW_ETCD_USER")]
     user: Option<String>,
@@ -57,7 +60,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let mut config = EtcdConfig::new(args.endpoints)
         .prefix(args.prefix)
-        .lease_ttl(Duration::from_secs(args.lease_ttl));
+        .lease_ttl(Duration::from_secs(args.lease_ttl))
+        .batching(!args.no_batching);
     if let (Some(user), Some(password)) = (args.user, args.password) {
         config = config.user(user, password);
     }

@@ -96,23 +96,27 @@ pub(crate) async fn list(inner: &Inner, query: &TaskQuery) -> Result<TaskPage, F
         false,
     )
     .await?;
+    // The documents' mod revisions order tasks by last update; only read (keys only) when sorting by it.
     let mut revisions: HashMap<String, i64> = HashMap::new();
-    let tasks_prefix = keys.tasks();
-    let (docs, _) = range(
-        inner,
-        tasks_prefix.as_bytes().to_vec(),
-        prefix_end(&tasks_prefix),
-        revision,
-        true,
-    )
-    .await?;
-    for kv in &docs {
-        if let Some(id) = kv
-            .key_str()
-            .ok()
-            .and_then(|k| k.strip_prefix(tasks_prefix.as_str()))
-        {
-            revisions.insert(id.to_owned(), kv.mod_revision());
+    let by_last_update = query.sort == crate::backend::SortField::LastUpdate;
+    if by_last_update {
+        let tasks_prefix = keys.tasks();
+        let (docs, _) = range(
+            inner,
+            tasks_prefix.as_bytes().to_vec(),
+            prefix_end(&tasks_prefix),
+            revision,
+            true,
+        )
+        .await?;
+        for kv in &docs {
+            if let Some(id) = kv
+                .key_str()
+                .ok()
+                .and_then(|k| k.strip_prefix(tasks_prefix.as_str()))
+            {
+                revisions.insert(id.to_owned(), kv.mod_revision());
+            }
         }
     }
     let mut matches = Vec::new();
@@ -124,12 +128,14 @@ pub(crate) async fn list(inner: &Inner, query: &TaskQuery) -> Result<TaskPage, F
         else {
             continue;
         };
-        let Some(doc_revision) = revisions.get(id) else {
-            continue;
+        let doc_revision = match revisions.get(id) {
+            Some(revision) => *revision,
+            None if by_last_update => continue,
+            None => 0,
         };
         match serde_json::from_slice::<Summary>(kv.value()) {
             Ok(summary) => {
-                let skeleton = summary.skeleton(id, *doc_revision);
+                let skeleton = summary.skeleton(id, doc_revision);
                 if query.matches(&skeleton) {
                     matches.push(skeleton);
                 }

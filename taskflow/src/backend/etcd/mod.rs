@@ -499,7 +499,10 @@ impl Backend for EtcdBackend {
                 Some(kv) if kv.value() == doc.as_slice() => Commit::Applied {
                     revision: kv.mod_revision() as u64,
                 },
-                _ => Commit::Conflict,
+                other => {
+                    tracing::debug!(task_id, expected = t.expected_revision, found = ?other.map(|kv| kv.mod_revision()), claim = ?t.claim, release = t.release_claim, "commit conflict");
+                    Commit::Conflict
+                }
             });
         }
     }

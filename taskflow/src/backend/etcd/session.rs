@@ -105,6 +105,7 @@ pub(super) async fn open(
         renewed: Instant::now(),
         sent: None,
         watch: None,
+        feed_closed: false,
     };
     tokio::spawn(driver.run());
     if let Some(every) = shared.inner.config.retention_every() {
@@ -301,6 +302,28 @@ fn message_guard(shared: &Shared, message: &Message) -> Compare {
     }
 }
 
+impl Drop for EtcdSession {
+    /// A session dropped without [`Session::close`] ends too: its lease is revoked (claims released at once).
+    fn drop(&mut self) {
+        let shared = &self.shared;
+        if shared.closed.is_cancelled() {
+            return;
+        }
+        shared.closed.cancel();
+        let lease = shared.lease.swap(0, Ordering::AcqRel);
+        if let (true, Ok(runtime)) = (lease != 0, tokio::runtime::Handle::try_current()) {
+            let inner = Arc::clone(&shared.inner);
+            runtime.spawn(async move {
+                let _ = timed(
+                    inner.config.request_timeout,
+                    inner.client().lease_revoke(lease),
+                )
+                .await;
+            });
+        }
+    }
+}
+
 /// Deletes a claim if it is still the one created at `fence`.
 async fn release_key(shared: &Shared, key: &str, fence: i64) -> Result<(), Fail> {
     let txn = Txn::new()
@@ -473,6 +496,8 @@ struct Driver {
     /// When the outstanding keep-alive was sent.
     sent: Option<Instant>,
     watch: Option<WatchStream>,
+    /// The worker dropped its feed.
+    feed_closed: bool,
 }
 
 enum Wake {
@@ -480,6 +505,7 @@ enum Wake {
     Watch(Result<Option<WatchResponse>, etcd_client::Error>),
     KeepAlive(Result<Option<etcd_client::LeaseKeepAliveResponse>, etcd_client::Error>),
     Tick,
+    FeedClosed,
 }
 
 impl Driver {
@@ -489,13 +515,19 @@ impl Driver {
             let wake = tokio::select! {
                 biased;
                 () = self.shared.closed.cancelled() => Wake::Closed,
-                () = self.feed.closed() => Wake::Closed,
+                () = self.feed.closed(), if !self.feed_closed => Wake::FeedClosed,
                 message = next_watch(&mut self.watch) => Wake::Watch(message),
                 response = next_keep_alive(&mut self.keeper) => Wake::KeepAlive(response),
                 () = tokio::time::sleep_until(tick) => Wake::Tick,
             };
             match wake {
                 Wake::Closed => break,
+                Wake::FeedClosed => {
+                    // The worker stopped listening (it is shutting down): no more events, but its claims stay
+                    // valid (its running steps may still commit) until it closes the session or drops it.
+                    self.feed_closed = true;
+                    self.watch = None;
+                }
                 Wake::Watch(Ok(Some(resp))) => self.on_watch(resp).await,
                 Wake::Watch(result) => {
                     if let Err(e) = result {
@@ -518,19 +550,6 @@ impl Driver {
                 }
                 Wake::Tick => tick = self.on_tick().await,
             }
-        }
-        if !self.feed.is_closed() {
-            return;
-        }
-        // The worker dropped its feed without closing: end the session.
-        self.shared.closed.cancel();
-        let lease = self.shared.lease.swap(0, Ordering::AcqRel);
-        if lease != 0 {
-            let _ = timed(
-                self.shared.inner.config.request_timeout,
-                self.shared.inner.client().lease_revoke(lease),
-            )
-            .await;
         }
     }
 
@@ -578,7 +597,7 @@ impl Driver {
                 }
             }
         }
-        if self.watch.is_none() && !self.open_watch().await {
+        if self.watch.is_none() && !self.feed_closed && !self.open_watch().await {
             next = next.min(retry);
         }
         next
