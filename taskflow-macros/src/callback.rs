@@ -2,6 +2,7 @@
 //! handle (a marker type named like the function) for `task_flow!`.
 
 use crate::diag::{self, Errors};
+use crate::emit;
 use crate::item::{self, FnItem};
 use crate::naming::unraw;
 use crate::options::{self, key};
@@ -115,11 +116,23 @@ fn generate(callback: &CallbackFn) -> TokenStream {
     let result = Ident::new("result", Span::mixed_site());
     let outcome = quote_spanned!(outcome.span()=> <#outcome as ::taskflow::__private::IsTaskOutcome>::from_outcome(#arg));
     let convert = quote_spanned!(output.span()=> <#output as ::taskflow::__private::CallbackReturn>::into_result(#result));
-    let marker = quote_spanned! {ident.span()=>
-        #[doc(hidden)]
-        #[allow(non_camel_case_types)]
-        #vis struct #ident {}
-    };
+    let call = emit::async_method(
+        "call",
+        &arg,
+        quote!(::taskflow::TaskOutcome),
+        quote!(::core::result::Result<(), ::taskflow::CallbackError>),
+        quote! {
+            let #result = #ident(#outcome).await;
+            #convert
+        },
+    );
+    let marker = emit::marker(vis, ident);
+    let registration = emit::registration(
+        &quote!(::taskflow),
+        "CallbackRegistration",
+        "callback",
+        quote!(&#ident {}),
+    );
     quote! {
         #marker
 
@@ -132,20 +145,7 @@ fn generate(callback: &CallbackFn) -> TokenStream {
                     <Self as ::taskflow::__private::CallbackDef>::NAME
                 }
 
-                fn call<'life0, 'life1, 'async_trait>(
-                    &'life0 self,
-                    #arg: &'life1 ::taskflow::TaskOutcome,
-                ) -> ::taskflow::__private::BoxFuture<'async_trait, ::core::result::Result<(), ::taskflow::CallbackError>>
-                where
-                    'life0: 'async_trait,
-                    'life1: 'async_trait,
-                    Self: 'async_trait,
-                {
-                    ::std::boxed::Box::pin(async move {
-                        let #result = #ident(#outcome).await;
-                        #convert
-                    })
-                }
+                #call
             }
 
             #[diagnostic::do_not_recommend]
@@ -153,16 +153,7 @@ fn generate(callback: &CallbackFn) -> TokenStream {
                 const NAME: &'static str = #name;
             }
 
-            ::taskflow::__private::inventory::submit! {
-                ::taskflow::CallbackRegistration {
-                    callback: &#ident {},
-                    origin: ::taskflow::Origin {
-                        module: ::core::module_path!(),
-                        file: ::core::file!(),
-                        line: ::core::line!(),
-                    },
-                }
-            }
+            #registration
         };
     }
 }

@@ -4,6 +4,7 @@
 mod callback;
 mod diag;
 mod duration;
+mod emit;
 mod flow;
 mod item;
 mod naming;

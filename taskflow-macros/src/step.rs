@@ -4,6 +4,7 @@
 //! function, type namespace only), its `StepMgr` / `StepDef` / `HasArg` impls and its inventory registration.
 
 use crate::diag::{self, Errors};
+use crate::emit;
 use crate::item::{self, FnItem};
 use crate::naming::{arg_id, param_key, unraw};
 use crate::options::{self, STEP_ATTR_KEYS, StepOptions};
@@ -206,11 +207,13 @@ fn generate(step: &Step) -> TokenStream {
             }
         }
     });
-    let marker = quote_spanned! {ident.span()=>
-        #[doc(hidden)]
-        #[allow(non_camel_case_types)]
-        #vis struct #ident {}
-    };
+    let marker = emit::marker(vis, ident);
+    let registration = emit::registration(
+        &quote!(::taskflow),
+        "StepRegistration",
+        "step",
+        quote!(&#ident {}),
+    );
     quote! {
         #marker
 
@@ -241,16 +244,7 @@ fn generate(step: &Step) -> TokenStream {
 
             #(#has_args)*
 
-            ::taskflow::__private::inventory::submit! {
-                ::taskflow::StepRegistration {
-                    step: &#ident {},
-                    origin: ::taskflow::Origin {
-                        module: ::core::module_path!(),
-                        file: ::core::file!(),
-                        line: ::core::line!(),
-                    },
-                }
-            }
+            #registration
         };
     }
 }
@@ -280,25 +274,14 @@ fn generate_run(step: &Step) -> TokenStream {
     let encode = quote_spanned! {output.span()=>
         <#output as ::taskflow::__private::StepReturn>::into_output(#result, #step_name)
     };
-    quote! {
-        fn run<'life0, 'life1, 'async_trait>(
-            &'life0 self,
-            #ctx: &'life1 ::taskflow::StepContext,
-        ) -> ::taskflow::__private::BoxFuture<
-            'async_trait,
-            ::core::result::Result<::taskflow::__private::serde_json::Value, ::taskflow::StepError>,
-        >
-        where
-            'life0: 'async_trait,
-            'life1: 'async_trait,
-            Self: 'async_trait,
-        {
-            ::std::boxed::Box::pin(async move {
-                let #step_name = #ctx.step_name();
-                #(#decodes)*
-                let #result = #ident(#context #(#vars),*).await;
-                #encode
-            })
-        }
-    }
+    let body = quote! {
+        let #step_name = #ctx.step_name();
+        #(#decodes)*
+        let #result = #ident(#context #(#vars),*).await;
+        #encode
+    };
+    let output = quote! {
+        ::core::result::Result<::taskflow::__private::serde_json::Value, ::taskflow::StepError>
+    };
+    emit::async_method("run", &ctx, quote!(::taskflow::StepContext), output, body)
 }

@@ -3,6 +3,7 @@
 //! (worded by `#[diagnostic::on_unimplemented]` in `taskflow::__private`) point there.
 
 use super::check::{ArgValue, Flow, FlowStep};
+use crate::emit;
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
@@ -36,6 +37,8 @@ pub(crate) fn generate(krate: &Path, flow: &Flow) -> TokenStream {
         .enumerate()
         .map(|(index, step)| generate_step(krate, index, step))
         .unzip();
+    let registration =
+        emit::registration(&quote!(#krate), "FlowRegistration", "flow", quote!(&#ident));
     quote! {
         #(#attrs)*
         #vis struct #ident;
@@ -78,16 +81,7 @@ pub(crate) fn generate(krate: &Path, flow: &Flow) -> TokenStream {
                 }
             }
 
-            #krate::__private::inventory::submit! {
-                #krate::FlowRegistration {
-                    flow: &#ident,
-                    origin: #krate::Origin {
-                        module: ::core::module_path!(),
-                        file: ::core::file!(),
-                        line: ::core::line!(),
-                    },
-                }
-            }
+            #registration
         };
     }
 }
