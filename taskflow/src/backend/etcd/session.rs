@@ -30,6 +30,8 @@ struct Shared {
     closed: CancellationToken,
     /// The messages the feed knows, with their mod revisions.
     known: Known,
+    /// The claims the feed knows.
+    claimed: ClaimSet,
 }
 
 impl Shared {
@@ -81,12 +83,17 @@ pub(super) async fn open(
         spec,
         lease: AtomicI64::new(0),
         known: Known::default(),
+        claimed: ClaimSet::default(),
         closed: CancellationToken::new(),
     });
     let lease = shared.register().await?;
     shared.lease.store(lease, Ordering::Release);
     let (feed, rx) = mpsc::unbounded_channel();
-    let mut view = View::new(&shared.spec, Arc::clone(&shared.known));
+    let mut view = View::new(
+        &shared.spec,
+        Arc::clone(&shared.known),
+        Arc::clone(&shared.claimed),
+    );
     let revision = match view.load(&shared.inner).await {
         Ok(revision) => revision,
         Err(fail) => {
@@ -127,6 +134,11 @@ impl Session for EtcdSession {
         let inner = &shared.inner;
         let keys = &inner.keys;
         let task_id = &message.task_id;
+        if claimed(&shared.claimed).contains(task_id) {
+            // Another claim is known already: spare etcd a transaction that would fail (it would still be a raft
+            // proposal). If that claim goes away, the feed announces the message again.
+            return Ok(None);
+        }
         let claim_key = keys.claim(task_id);
         let doc_key = keys.task(task_id);
         let txn = Txn::new()
@@ -356,15 +368,24 @@ fn known(known: &Known) -> std::sync::MutexGuard<'_, HashMap<String, (Message, i
 struct View {
     routes: HashSet<String>,
     messages: Known,
-    claims: HashSet<String>,
+    claims: ClaimSet,
+}
+
+/// The tasks whose message is claimed (as far as the feed knows), shared like [`Known`].
+type ClaimSet = Arc<std::sync::Mutex<HashSet<String>>>;
+
+fn claimed(claimed: &ClaimSet) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    claimed
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl View {
-    fn new(spec: &WorkerSpec, messages: Known) -> Self {
+    fn new(spec: &WorkerSpec, messages: Known, claims: ClaimSet) -> Self {
         Self {
             routes: spec.routes().iter().map(crate::model::Route::key).collect(),
             messages,
-            claims: HashSet::new(),
+            claims,
         }
     }
 
@@ -380,11 +401,11 @@ impl View {
             true,
         )
         .await?;
-        self.claims.clear();
+        let mut loaded_claims = HashSet::new();
         let mut loaded = HashMap::new();
         for kv in &claims {
             if let Ok(FeedKey::Claim(task_id)) = kv.key_str().map(|k| keys.parse_feed(k)) {
-                self.claims.insert(task_id.to_owned());
+                loaded_claims.insert(task_id.to_owned());
             }
         }
         let mut routes: Vec<&String> = self.routes.iter().collect();
@@ -406,13 +427,15 @@ impl View {
             }
         }
         *known(&self.messages) = loaded;
+        *claimed(&self.claims) = loaded_claims;
         Ok(revision)
     }
 
     fn claimable(&self) -> Vec<Message> {
+        let claims = claimed(&self.claims);
         known(&self.messages)
             .values()
-            .filter(|(m, _)| !self.claims.contains(&m.task_id))
+            .filter(|(m, _)| !claims.contains(&m.task_id))
             .map(|(m, _)| m.clone())
             .collect()
     }
@@ -437,10 +460,10 @@ impl View {
             }
             FeedKey::Claim(task_id) => match event_type {
                 EventType::Put => {
-                    self.claims.insert(task_id.to_owned());
+                    claimed(&self.claims).insert(task_id.to_owned());
                 }
                 EventType::Delete => {
-                    self.claims.remove(task_id);
+                    claimed(&self.claims).remove(task_id);
                     if let Some((message, _)) = known(&self.messages).get(task_id) {
                         out.push(FeedEvent::Upsert(message.clone()));
                     }
@@ -463,7 +486,7 @@ impl View {
                                 task_id: task_id.to_owned(),
                             });
                         }
-                        if !self.claims.contains(task_id) {
+                        if !claimed(&self.claims).contains(task_id) {
                             out.push(FeedEvent::Upsert(message));
                         }
                     }
