@@ -3,7 +3,7 @@
 #![cfg(feature = "etcd")]
 
 use std::time::Duration;
-use taskflow::backend::etcd::EtcdBackend;
+use taskflow::backend::etcd::{EtcdBackend, EtcdConfig};
 use taskflow::backend::{ClaimToken, Commit, FeedEvent, Message, Transition, WorkerSpec};
 use taskflow::{
     Backend, BackendError, Route, Step, StepOptions, Task, TaskInfo, TaskOptions, TaskQuery,
@@ -626,4 +626,32 @@ async fn an_unreachable_etcd_is_a_clear_error_at_start() {
         Ok(_) => panic!("connected to nothing"),
     }
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_and_password_authentication() {
+    let (_server, backend) = server().await;
+    let mut admin = backend.client();
+    admin.user_add("root", "rootpw", None).await.unwrap();
+    admin.user_grant_role("root", "root").await.unwrap();
+    admin.auth_enable().await.unwrap();
+    let endpoint = backend.config().get_endpoints()[0].clone();
+    let prefix = backend.config().get_prefix().to_owned();
+    let config = || EtcdConfig::new([endpoint.clone()]).prefix(prefix.clone());
+    // Without credentials etcd refuses the requests; with them everything works, the feed included.
+    assert!(config().connect().await.is_err());
+    let authed = config().user("root", "rootpw").connect().await.unwrap();
+    let t = task("auth", TaskOptions::default(), &[("s", None)]);
+    authed.create(&t).await.unwrap();
+    let (w, mut feed) = authed
+        .open_session(spec("w", "n", &["default"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut feed).await,
+        FeedEvent::Snapshot(vec![Message::of(&t).unwrap()])
+    );
+    let claimed = w.claim(&Message::of(&t).unwrap()).await.unwrap();
+    assert!(claimed.is_some());
+    w.close().await.unwrap();
 }
