@@ -200,48 +200,55 @@ impl Backend for MemoryBackend {
 
     async fn commit(&self, t: Transition) -> Result<Commit, BackendError> {
         let mut state = self.state();
-        let task_id = t.task.task_id.clone();
-        let current = state.tasks.get(&task_id).map(|s| s.revision);
+        let task_id = t.task.task_id.as_str();
+        let current = state.tasks.get(task_id).map(|s| s.revision);
         if current != Some(t.expected_revision) {
             return Ok(Commit::Conflict);
         }
         if let Some(token) = &t.claim
-            && state.claims.get(&task_id).map(|(_, fence)| *fence) != Some(token.fence)
+            && state.claims.get(task_id).map(|(_, fence)| *fence) != Some(token.fence)
         {
             return Ok(Commit::Conflict);
         }
         let revision = self.bump(&mut state);
         let next = Message::of(&t.task);
-        state.tasks.insert(
-            task_id.clone(),
-            Stored {
-                value: t.task,
+        let settled = t.task.is_settled();
+        if let Some(stored) = state.tasks.get_mut(task_id) {
+            *stored = Stored {
+                value: Arc::clone(&t.task),
                 revision,
+            };
+        }
+        state.wake(task_id, settled);
+        let old = match next {
+            Some(next) => match state.messages.get_mut(task_id) {
+                Some(slot) => Some(std::mem::replace(slot, next)),
+                None => {
+                    state.messages.insert(task_id.to_owned(), next);
+                    None
+                }
             },
-        );
-        let settled = state.tasks[&task_id].value.is_settled();
-        state.wake(&task_id, settled);
-        let old = state.messages.remove(&task_id);
+            None => state.messages.remove(task_id),
+        };
         if let Some(old) = old.as_ref().or(t.previous.as_ref())
-            && next.as_ref() != Some(old)
+            && state.messages.get(task_id) != Some(old)
         {
             let old = old.clone();
             state.send(
                 &old,
                 &FeedEvent::Remove {
-                    task_id: task_id.clone(),
+                    task_id: task_id.to_owned(),
                 },
             );
         }
-        if let Some(next) = next {
-            state.messages.insert(task_id.clone(), next);
-        }
         if t.release_claim {
-            state.claims.remove(&task_id);
+            state.claims.remove(task_id);
         }
-        state.announce(&task_id);
+        state.announce(task_id);
         if t.cancel {
-            let event = FeedEvent::Cancel { task_id };
+            let event = FeedEvent::Cancel {
+                task_id: task_id.to_owned(),
+            };
             state
                 .sessions
                 .retain(|_, session| session.feed.send(event.clone()).is_ok());

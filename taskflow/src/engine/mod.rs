@@ -3,6 +3,7 @@
 mod backoff;
 mod client;
 mod machine;
+mod metrics;
 mod worker;
 
 pub use backoff::Backoff;

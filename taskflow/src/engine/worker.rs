@@ -6,6 +6,7 @@
 
 use super::Engine;
 use super::machine::{self, Outcome, Plan};
+use super::metrics::MetricsCache;
 use crate::backend::{
     ClaimToken, Claimed, Commit, CorruptTask, FeedEvent, Message, Session, Stored, Transition,
     Work, WorkerSpec,
@@ -114,6 +115,7 @@ impl WorkerBuilder {
             abort: CancellationToken::new(),
             tracker: TaskTracker::new(),
             permits: Arc::new(Semaphore::new(self.concurrency)),
+            metrics: MetricsCache::default(),
             retry_tx,
         });
         tracing::info!(worker = %shared.spec.worker_id, node = %shared.spec.node, queues = ?shared.spec.queues,
@@ -190,6 +192,7 @@ struct Shared {
     abort: CancellationToken,
     tracker: TaskTracker,
     permits: Arc<Semaphore>,
+    metrics: MetricsCache,
     /// Messages to look at again later (a claim failed on a backend error).
     retry_tx: mpsc::UnboundedSender<Message>,
 }
@@ -433,13 +436,9 @@ impl Driver {
         let step = &task.steps[index];
         let span = tracing::info_span!("step", step = %step.name, executor = %step.executor, attempt = step.attempt);
         let began = Instant::now();
-        let labels = [
-            ("task_type", task.task_type.clone()),
-            ("executor", step.executor.clone()),
-        ];
-        metrics::gauge!("taskflow_step_running", &labels).increment(1.0);
+        let metrics = self.shared.metrics.step(&task.task_type, &step.executor);
+        metrics.started();
         let result = self.attempt(&task, index, cancel).instrument(span).await;
-        metrics::gauge!("taskflow_step_running", &labels).decrement(1.0);
         let status = match &result {
             Ok(Outcome::Success(..)) => "SUCCESS",
             Ok(Outcome::Failure { .. }) => "FAILURE",
@@ -447,11 +446,7 @@ impl Driver {
             Err(Interrupt::TaskTimeout) => "TIMEOUT",
             Err(Interrupt::Shutdown) => "INTERRUPTED",
         };
-        metrics::counter!("taskflow_step_execute_total", "task_type" => labels[0].1.clone(),
-            "executor" => labels[1].1.clone(), "status" => status)
-        .increment(1);
-        metrics::histogram!("taskflow_step_execute_duration_seconds", "task_type" => labels[0].1.clone(),
-            "executor" => labels[1].1.clone(), "status" => status).record(began.elapsed().as_secs_f64());
+        metrics.finished(status, began.elapsed());
         let mut task = Arc::unwrap_or_clone(task);
         match result {
             Ok(outcome) => {
@@ -583,15 +578,15 @@ impl Driver {
     /// started in the same commit) and returns that message.
     async fn commit_and_continue(&mut self, mut task: Task, cancel: bool) -> Option<Message> {
         let now = Utc::now();
-        let next = Message::of(&task).filter(|m| self.can_continue(m, now));
+        let mut next = Message::of(&task).filter(|m| self.can_continue(m, now));
         let mut started = false;
-        if let Some(Message {
-            work: Work::Step { step, .. },
-            ..
-        }) = &next
+        if let Some(message) = &mut next
+            && let Work::Step { step, .. } = &message.work
             && let Plan::Run(index) = machine::plan(&task, step, now, true)
         {
             machine::start_step(&mut task, index, now);
+            // Starting sets the task's start (the first time), hence its deadline; nothing else of the message moves.
+            message.deadline = task.deadline();
             started = true;
         }
         if task.is_terminal() {
@@ -602,7 +597,11 @@ impl Driver {
             return None;
         }
         self.started = started;
-        next.and_then(|_| Message::of(&self.stored.value))
+        debug_assert_eq!(
+            next,
+            next.as_ref().and_then(|_| Message::of(&self.stored.value))
+        );
+        next
     }
 
     fn can_continue(&self, message: &Message, now: DateTime<Utc>) -> bool {
