@@ -85,13 +85,13 @@ async fn create_get_and_guards() {
     };
     assert_eq!(
         backend
-            .commit(transition(revision + 100, &next))
+            .commit(&transition(revision + 100, &next))
             .await
             .unwrap(),
         Commit::Conflict
     );
     let Commit::Applied { revision: r2 } =
-        backend.commit(transition(revision, &next)).await.unwrap()
+        backend.commit(&transition(revision, &next)).await.unwrap()
     else {
         panic!("commit rejected")
     };
@@ -99,7 +99,7 @@ async fn create_get_and_guards() {
     assert_eq!(backend.get(&t.task_id).await.unwrap().unwrap().revision, r2);
     // The same commit again (as after an ambiguous failure) reports the revision it was applied at.
     assert_eq!(
-        backend.commit(transition(revision, &next)).await.unwrap(),
+        backend.commit(&transition(revision, &next)).await.unwrap(),
         Commit::Applied { revision: r2 }
     );
 
@@ -170,13 +170,13 @@ async fn feed_claims_fencing_and_cancel() {
     };
     assert_eq!(
         backend
-            .commit(commit(&done, r0, &wrong, true))
+            .commit(&commit(&done, r0, &wrong, true))
             .await
             .unwrap(),
         Commit::Conflict
     );
     let Commit::Applied { revision: r1 } = backend
-        .commit(commit(&done, r0, &claimed.token, true))
+        .commit(&commit(&done, r0, &claimed.token, true))
         .await
         .unwrap()
     else {
@@ -206,7 +206,7 @@ async fn feed_claims_fencing_and_cancel() {
         previous: Some(m2.clone()),
         ..commit(&late, r1, &claimed.token, true)
     };
-    assert_eq!(backend.commit(stale).await.unwrap(), Commit::Conflict);
+    assert_eq!(backend.commit(&stale).await.unwrap(), Commit::Conflict);
 
     // w2 claims, releases without committing: the message is announced again; a re-claim gets a larger fence.
     let c2 = w2.claim(&m2).await.unwrap().expect("claim on n2");
@@ -220,7 +220,7 @@ async fn feed_claims_fencing_and_cancel() {
         ..commit(&late, r1, &c2.token, false)
     };
     assert_eq!(
-        backend.commit(old).await.unwrap(),
+        backend.commit(&old).await.unwrap(),
         Commit::Conflict,
         "fenced by the newer claim"
     );
@@ -237,7 +237,7 @@ async fn feed_claims_fencing_and_cancel() {
         cancel: true,
     };
     assert!(matches!(
-        backend.commit(cancel).await.unwrap(),
+        backend.commit(&cancel).await.unwrap(),
         Commit::Applied { .. }
     ));
     assert_eq!(
@@ -362,7 +362,7 @@ async fn lost_lease_is_reported_and_the_session_recovers() {
         cancel: false,
     };
     assert_eq!(
-        backend.commit(late).await.unwrap(),
+        backend.commit(&late).await.unwrap(),
         Commit::Conflict,
         "the lost claim fences the late commit"
     );
@@ -470,7 +470,7 @@ async fn listing_and_wait_change() {
         release_claim: false,
         cancel: false,
     };
-    let Commit::Applied { revision } = backend.commit(transition).await.unwrap() else {
+    let Commit::Applied { revision } = backend.commit(&transition).await.unwrap() else {
         panic!("rejected")
     };
     let changed = waiter.await.unwrap().unwrap().unwrap();
@@ -654,4 +654,42 @@ async fn user_and_password_authentication() {
     let claimed = w.claim(&Message::of(&t).unwrap()).await.unwrap();
     assert!(claimed.is_some());
     w.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_documents_are_claimed_and_committed_in_batches() {
+    let (_server, backend) = server().await;
+    let noop = taskflow::step_fn("exec", |_ctx| async { Ok(()) });
+    let engine = taskflow::Engine::builder()
+        .backend(backend)
+        .without_inventory()
+        .step(noop)
+        .build()
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let mut t = task(
+            &format!("big{i}"),
+            TaskOptions::default(),
+            &[("s1", None), ("s2", None)],
+        );
+        t.common_params
+            .insert("blob".into(), "x".repeat(1024 * 1024));
+        ids.push(engine.dispatch(t).await.unwrap());
+    }
+    // Twelve 1 MiB documents claimed at once: the batched answers are far above tonic's 4 MiB default.
+    let worker = engine.worker().concurrency(64).start().await.unwrap();
+    for id in &ids {
+        let done = engine
+            .wait_timeout(id, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(done.status, TaskStatus::Success, "{}", done.message);
+    }
+    let page = engine
+        .list(&TaskQuery::default().page(0, 100))
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 12);
+    worker.shutdown().await;
 }

@@ -9,11 +9,14 @@
 //! one by one so only the faulty one fails.
 
 use super::error::Fail;
-use etcd_client::{Client, Txn, TxnOp, TxnOpResponse, TxnResponse};
+use etcd_client::{Client, KvClient, Txn, TxnOp, TxnOpResponse, TxnResponse};
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot};
+
+/// The largest answer accepted from etcd.
+pub(crate) const MAX_RESPONSE_BYTES: usize = 512 * 1024 * 1024;
 
 /// The result of one request: its (possibly nested) transaction response and the revision of the whole transaction.
 pub(crate) struct Reply {
@@ -37,6 +40,9 @@ struct Queued {
     reply: oneshot::Sender<Result<Reply, Fail>>,
 }
 
+/// The most requests in one batch.
+const MAX_JOBS: usize = 64;
+
 /// Sends write transactions, batching them under load.
 pub(crate) struct Batcher {
     tx: mpsc::UnboundedSender<Queued>,
@@ -53,8 +59,12 @@ pub(crate) struct Limits {
 }
 
 impl Batcher {
-    pub(crate) fn start(client: Client, limits: Limits) -> Self {
+    pub(crate) fn start(client: &Client, limits: Limits) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
+        // Claims answer with task documents (up to 1.5 MiB each): a batch's answer may exceed tonic's 4 MiB default.
+        let client = client
+            .kv_client()
+            .max_decoding_message_size(MAX_RESPONSE_BYTES);
         tokio::spawn(run(client, limits, rx));
         Self { tx }
     }
@@ -70,7 +80,7 @@ impl Batcher {
     }
 }
 
-async fn run(client: Client, limits: Limits, mut rx: mpsc::UnboundedReceiver<Queued>) {
+async fn run(client: KvClient, limits: Limits, mut rx: mpsc::UnboundedReceiver<Queued>) {
     let permits = Arc::new(Semaphore::new(limits.max_in_flight));
     let mut deferred: VecDeque<Queued> = VecDeque::new();
     loop {
@@ -100,7 +110,7 @@ async fn run(client: Client, limits: Limits, mut rx: mpsc::UnboundedReceiver<Que
                 };
                 if ops + next.job.ops > limits.max_ops
                     || bytes + next.job.bytes > limits.max_bytes
-                    || batch.len() >= 128
+                    || batch.len() >= MAX_JOBS
                 {
                     carry.push_back(next);
                     break;
@@ -124,7 +134,7 @@ async fn run(client: Client, limits: Limits, mut rx: mpsc::UnboundedReceiver<Que
     }
 }
 
-async fn txn(client: &mut Client, txn: Txn, timeout: Duration) -> Result<TxnResponse, Fail> {
+async fn txn(client: &mut KvClient, txn: Txn, timeout: Duration) -> Result<TxnResponse, Fail> {
     match tokio::time::timeout(timeout, client.txn(txn)).await {
         Ok(result) => result.map_err(Fail::from),
         Err(_) => Err(Fail::Unavailable(format!(
@@ -133,7 +143,7 @@ async fn txn(client: &mut Client, txn: Txn, timeout: Duration) -> Result<TxnResp
     }
 }
 
-async fn send(mut client: Client, mut batch: Vec<Queued>, timeout: Duration) {
+async fn send(mut client: KvClient, mut batch: Vec<Queued>, timeout: Duration) {
     if batch.len() == 1 {
         let Some(one) = batch.pop() else { return };
         let result = txn(&mut client, one.job.txn, timeout)

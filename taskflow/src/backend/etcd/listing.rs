@@ -166,7 +166,11 @@ pub(crate) async fn list(inner: &Inner, query: &TaskQuery) -> Result<TaskPage, F
             .collect();
         let resp = super::timed(
             inner.config.request_timeout,
-            inner.client().txn(Txn::new().and_then(gets)),
+            inner
+                .client()
+                .kv_client()
+                .max_decoding_message_size(super::batch::MAX_RESPONSE_BYTES)
+                .txn(Txn::new().and_then(gets)),
         )
         .await?;
         for (id, op) in chunk.iter().zip(resp.op_responses()) {

@@ -244,7 +244,7 @@ impl EtcdBackend {
             timeout: config.request_timeout,
         };
         let keys = KeyLayout::new(&config.prefix);
-        let batcher = Batcher::start(client.clone(), limits);
+        let batcher = Batcher::start(&client, limits);
         Ok(Self {
             inner: Arc::new(Inner {
                 client,
@@ -405,7 +405,7 @@ impl Backend for EtcdBackend {
         Ok(listing::list(&self.inner, query).await?)
     }
 
-    async fn commit(&self, t: Transition) -> Result<Commit, BackendError> {
+    async fn commit(&self, t: &Transition) -> Result<Commit, BackendError> {
         let inner = &self.inner;
         let keys = &inner.keys;
         let task_id = t.task.task_id.clone();
