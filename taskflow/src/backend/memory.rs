@@ -198,7 +198,7 @@ impl Backend for MemoryBackend {
         Ok(query.apply(tasks))
     }
 
-    async fn commit(&self, t: Transition) -> Result<Commit, BackendError> {
+    async fn commit(&self, t: &Transition) -> Result<Commit, BackendError> {
         let mut state = self.state();
         let task_id = t.task.task_id.as_str();
         let current = state.tasks.get(task_id).map(|s| s.revision);

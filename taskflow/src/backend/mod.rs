@@ -261,7 +261,7 @@ pub trait Backend: Send + Sync + 'static {
     async fn list(&self, query: &TaskQuery) -> Result<TaskPage, BackendError>;
 
     /// Applies a transition atomically (see [`Transition`]).
-    async fn commit(&self, transition: Transition) -> Result<Commit, BackendError>;
+    async fn commit(&self, transition: &Transition) -> Result<Commit, BackendError>;
 
     /// Waits until the task's revision is greater than `after` and returns it (`None` if the task was deleted).
     async fn wait_change(

@@ -225,7 +225,7 @@ impl Engine {
                 release_claim: false,
                 cancel,
             };
-            if let Commit::Applied { .. } = self.inner.backend.commit(transition).await? {
+            if let Commit::Applied { .. } = self.inner.backend.commit(&transition).await? {
                 tracing::info!(task_id, action, "task updated");
                 return Ok(task);
             }

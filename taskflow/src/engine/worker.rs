@@ -647,7 +647,7 @@ impl Driver {
 async fn commit_with_retry(shared: &Shared, transition: Transition) -> Option<Commit> {
     let mut delay = Duration::from_millis(50);
     for _ in 0..12 {
-        match shared.engine.inner.backend.commit(transition.clone()).await {
+        match shared.engine.inner.backend.commit(&transition).await {
             Ok(commit) => return Some(commit),
             Err(BackendError::SessionClosed(reason)) => {
                 tracing::warn!(reason, "session closed: giving the message back");
