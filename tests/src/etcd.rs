@@ -24,6 +24,10 @@ pub struct EtcdServer {
     dir: tempfile::TempDir,
     client_port: u16,
     peer_port: u16,
+    /// Health and metrics are served here (plain HTTP, also when the client port uses TLS).
+    metrics_port: u16,
+    /// Server certificate and key (PEM files) when the client port uses TLS.
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 fn free_port() -> u16 {
@@ -49,6 +53,15 @@ impl EtcdServer {
 
     /// [`start`](Self::start) with the data dir under `root` (e.g. the normal disk, for a benchmark with real fsyncs).
     pub fn start_in(root: &Path) -> Self {
+        Self::start_with(root, None)
+    }
+
+    /// Starts a fresh server whose client port uses TLS with this certificate and key (PEM files).
+    pub fn start_tls(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        Self::start_with(&temp_root(), Some((cert.into(), key.into())))
+    }
+
+    fn start_with(root: &Path, tls: Option<(PathBuf, PathBuf)>) -> Self {
         let mut last_error = String::new();
         for _ in 0..3 {
             let dir = tempfile::Builder::new()
@@ -61,6 +74,8 @@ impl EtcdServer {
                 dir,
                 client_port: free_port(),
                 peer_port: free_port(),
+                metrics_port: free_port(),
+                tls: tls.clone(),
             };
             match server.spawn() {
                 Ok(()) => return server,
@@ -73,9 +88,10 @@ impl EtcdServer {
         );
     }
 
-    /// The client endpoint (`http://127.0.0.1:PORT`).
+    /// The client endpoint (`http://127.0.0.1:PORT`, `https://` with TLS).
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     /// The server process id (while it runs).
@@ -104,9 +120,15 @@ impl EtcdServer {
             .open(self.log_path())
             .map_err(|e| format!("cannot create the etcd log: {e}"))?;
         let err_log = log.try_clone().map_err(|e| e.to_string())?;
-        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let client = self.endpoint();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let child = Command::new(etcd_binary())
+        let mut command = Command::new(etcd_binary());
+        if let Some((cert, key)) = &self.tls {
+            command
+                .arg(format!("--cert-file={}", cert.display()))
+                .arg(format!("--key-file={}", key.display()));
+        }
+        let child = command
             .arg("--name=taskflow-test")
             .arg(format!(
                 "--data-dir={}",
@@ -118,6 +140,10 @@ impl EtcdServer {
             .arg(format!("--initial-advertise-peer-urls={peer}"))
             .arg(format!("--initial-cluster=taskflow-test={peer}"))
             .arg("--initial-cluster-state=new")
+            .arg(format!(
+                "--listen-metrics-urls=http://127.0.0.1:{}",
+                self.metrics_port
+            ))
             .arg("--logger=zap")
             .arg("--log-level=warn")
             .stdin(Stdio::null())
@@ -156,10 +182,10 @@ impl EtcdServer {
         ))
     }
 
-    /// A plain HTTP GET on the client port (`/health`, `/metrics`, `/version`); `None` if it fails.
+    /// A plain HTTP GET on the metrics port (`/health`, `/metrics`); `None` if it fails.
     pub fn get(&self, path: &str) -> Option<String> {
         let mut stream = TcpStream::connect_timeout(
-            &format!("127.0.0.1:{}", self.client_port).parse().ok()?,
+            &format!("127.0.0.1:{}", self.metrics_port).parse().ok()?,
             Duration::from_millis(500),
         )
         .ok()?;

@@ -693,3 +693,36 @@ async fn large_documents_are_claimed_and_committed_in_batches() {
     assert_eq!(page.items.len(), 12);
     worker.shutdown().await;
 }
+
+#[cfg(feature = "etcd-tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls() {
+    use taskflow::backend::etcd::etcd_client::{Certificate, TlsOptions};
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/etcd_tls");
+    let server = EtcdServer::start_tls(fixtures.join("server.pem"), fixtures.join("server.key"));
+    assert!(server.endpoint().starts_with("https://"));
+    let ca = std::fs::read(fixtures.join("ca.pem")).unwrap();
+    let tls = TlsOptions::new().ca_certificate(Certificate::from_pem(ca));
+    let backend = taskflow_tests::etcd::config(&server)
+        .tls(tls)
+        .connect()
+        .await
+        .unwrap();
+    let t = task("tls", TaskOptions::default(), &[("s", None)]);
+    backend.create(&t).await.unwrap();
+    let (w, mut feed) = backend
+        .open_session(spec("w", "n", &["default"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut feed).await,
+        FeedEvent::Snapshot(vec![Message::of(&t).unwrap()])
+    );
+    w.close().await.unwrap();
+    // Without TLS the server does not answer.
+    let plain = EtcdConfig::new([server.endpoint().replace("https://", "http://")])
+        .connect_timeout(Duration::from_secs(1))
+        .connect()
+        .await;
+    assert!(plain.is_err());
+}
