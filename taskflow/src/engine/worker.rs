@@ -14,7 +14,7 @@ use crate::backend::{
 use crate::callback::TaskOutcome;
 use crate::context::StepContext;
 use crate::error::{BackendError, Result};
-use crate::model::{Task, TaskInfo, TaskOptions, TaskStatus};
+use crate::model::{StepStatus, Task, TaskInfo, TaskOptions, TaskStatus};
 use crate::time::until;
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
@@ -215,6 +215,17 @@ struct Pending {
 impl Pending {
     /// Tracks a message: at its due time if this worker can run it, at the task deadline (to time it out) otherwise.
     fn upsert(&mut self, spec: &WorkerSpec, message: Message) {
+        self.upsert_after(spec, message, None);
+    }
+
+    /// [`upsert`](Self::upsert), looking at the message no sooner than `not_before` (the message itself unchanged,
+    /// so that a later claim still matches the stored one).
+    fn upsert_after(
+        &mut self,
+        spec: &WorkerSpec,
+        message: Message,
+        not_before: Option<DateTime<Utc>>,
+    ) {
         self.remove(&message.task_id);
         if !spec.serves(&message.route) {
             return;
@@ -224,6 +235,7 @@ impl Pending {
         } else {
             message.deadline
         };
+        let wake = wake.map(|wake| not_before.map_or(wake, |later| wake.max(later)));
         if let Some(wake) = wake {
             self.order.insert((wake, message.task_id.clone()));
             self.by_task
@@ -285,9 +297,8 @@ async fn schedule(
                 }
             },
             Some(message) = retry_rx.recv() => {
-                let mut message = message;
-                message.due = message.due.max(Utc::now() + chrono::Duration::seconds(1));
-                pending.upsert(&shared.spec, message);
+                let later = Utc::now() + chrono::Duration::seconds(1);
+                pending.upsert_after(&shared.spec, message, Some(later));
             }
             permit = Arc::clone(&shared.permits).acquire_owned(), if blocked => {
                 if let (Ok(permit), Some(message)) = (permit, pending.pop_due(Utc::now())) {
@@ -427,7 +438,7 @@ impl Driver {
         if !self.started {
             let mut started = Task::clone(&self.stored.value);
             machine::start_step(&mut started, index, Utc::now());
-            if !self.commit(started, false, false).await {
+            if self.commit(started, false, false).await != Committed::Applied {
                 return None;
             }
         }
@@ -593,7 +604,7 @@ impl Driver {
             metrics::counter!("taskflow_task_finished_total", "task_type" => task.task_type.clone(),
                 "status" => task.status.as_str()).increment(1);
         }
-        if !self.commit(task, next.is_none(), cancel).await {
+        if self.commit(task, next.is_none(), cancel).await != Committed::Applied {
             return None;
         }
         self.started = started;
@@ -611,60 +622,120 @@ impl Driver {
             && message.wake_at() <= now
     }
 
-    /// Commits a transition under the claim, retrying while the backend is unavailable. `false` if it was rejected
-    /// (the task changed or the claim was lost) or could not be stored.
-    async fn commit(&mut self, task: Task, release: bool, cancel: bool) -> bool {
-        let task = Arc::new(task);
-        let transition = Transition {
-            previous: Some(self.message.clone()),
-            task: Arc::clone(&task),
-            expected_revision: self.stored.revision,
-            claim: Some(self.token.clone()),
-            release_claim: release,
-            cancel,
-        };
-        match commit_with_retry(&self.shared, transition).await {
-            Some(Commit::Applied { revision }) => {
-                self.stored = Stored {
-                    value: task,
-                    revision,
-                };
-                if release {
-                    self.holding = false;
+    /// Commits a new document under the claim, retrying while the backend is unavailable.
+    ///
+    /// A document the backend refuses as too large is replaced by the last committed one with the current step
+    /// failed (non-retryable) for that reason — its output and writes dropped — committed with the claim released.
+    async fn commit(&mut self, task: Task, release: bool, cancel: bool) -> Committed {
+        let (mut task, mut release, mut replaced) = (task, release, false);
+        loop {
+            let task_arc = Arc::new(task);
+            let transition = Transition {
+                previous: Some(self.message.clone()),
+                task: Arc::clone(&task_arc),
+                expected_revision: self.stored.revision,
+                claim: Some(self.token.clone()),
+                release_claim: release,
+                cancel,
+            };
+            match commit_with_retry(&self.shared, &transition).await {
+                Ok(Commit::Applied { revision }) => {
+                    self.stored = Stored {
+                        value: task_arc,
+                        revision,
+                    };
+                    if release {
+                        self.holding = false;
+                    }
+                    return if replaced {
+                        Committed::Replaced
+                    } else {
+                        Committed::Applied
+                    };
                 }
-                true
+                Ok(Commit::Conflict) => {
+                    tracing::info!(
+                        "commit rejected: the task changed or the claim was lost; stopping"
+                    );
+                    return Committed::Rejected;
+                }
+                Err(BackendError::TooLarge { size, limit }) if !replaced => {
+                    tracing::error!(
+                        size,
+                        limit,
+                        "the task document is too large; failing the step"
+                    );
+                    task = self.oversized(size, limit);
+                    (release, replaced) = (true, true);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "commit failed for good; the message will be redelivered");
+                    return Committed::Rejected;
+                }
             }
-            Some(Commit::Conflict) => {
-                tracing::info!("commit rejected: the task changed or the claim was lost; stopping");
-                false
-            }
-            None => false,
         }
+    }
+
+    /// The last committed document with its current step failed because the next one was `size` bytes.
+    fn oversized(&self, size: usize, limit: usize) -> Task {
+        let now = Utc::now();
+        let mut task = Task::clone(&self.stored.value);
+        let error = format!(
+            "the task document would be {size} bytes after this step, more than the backend accepts ({limit} \
+             bytes); the step's output and shared variables were dropped"
+        );
+        if let Some(index) = task.step_index(&task.current_step) {
+            if task.steps[index].status != StepStatus::Running {
+                machine::start_step(&mut task, index, now);
+            }
+            let outcome = Outcome::Failure {
+                error,
+                retryable: false,
+            };
+            machine::finish_step(
+                &mut task,
+                index,
+                outcome,
+                now,
+                &self.shared.engine.inner.backoff,
+            );
+        }
+        task
     }
 }
 
+/// What became of a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Committed {
+    /// Stored as given.
+    Applied,
+    /// The document was too large: a failure of the current step was stored instead, and the claim released.
+    Replaced,
+    /// Nothing stored: the task changed, the claim was lost, or the backend failed for good.
+    Rejected,
+}
+
 /// Commits, retrying with back-off while the backend is unavailable (up to about a minute, or until shutdown).
-async fn commit_with_retry(shared: &Shared, transition: Transition) -> Option<Commit> {
+async fn commit_with_retry(
+    shared: &Shared,
+    transition: &Transition,
+) -> Result<Commit, BackendError> {
     let mut delay = Duration::from_millis(50);
-    for _ in 0..12 {
-        match shared.engine.inner.backend.commit(&transition).await {
-            Ok(commit) => return Some(commit),
-            Err(BackendError::SessionClosed(reason)) => {
-                tracing::warn!(reason, "session closed: giving the message back");
-                return None;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "commit failed; retrying");
+    let mut attempts = 0;
+    loop {
+        match shared.engine.inner.backend.commit(transition).await {
+            Err(BackendError::Unavailable(reason)) if attempts < 12 => {
+                tracing::warn!(reason, "commit failed; retrying");
+                attempts += 1;
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
-                    () = shared.abort.cancelled() => return None,
+                    () = shared.abort.cancelled() => return Err(BackendError::Unavailable(reason)),
                 }
                 delay = (delay * 2).min(Duration::from_secs(10));
             }
+            result => return result,
         }
     }
-    tracing::error!(task_id = %transition.task.task_id, "commit failed for good; the message will be redelivered");
-    None
 }
 
 /// A stored document that does not parse: fail the task with a message that keeps the raw document.
@@ -699,8 +770,8 @@ async fn fail_corrupt(
         cancel: false,
     };
     if !matches!(
-        commit_with_retry(shared, transition).await,
-        Some(Commit::Applied { .. })
+        commit_with_retry(shared, &transition).await,
+        Ok(Commit::Applied { .. })
     ) {
         let _ = shared.session.release(token).await;
     }
