@@ -10,8 +10,15 @@ async fn an_oversized_step_result_fails_the_step_and_the_chain_goes_on() {
     let small = step_fn("small", |_ctx| async { Ok("fits") });
     let engine = b.engine().step(huge).step(small).build().unwrap();
     let worker = engine.worker().start().await.unwrap();
-    let info = TaskInfo { task_name: "limits".into(), ..Default::default() };
-    let skip = StepOptions { skip_on_failed: true, max_retries: 3, ..Default::default() };
+    let info = TaskInfo {
+        task_name: "limits".into(),
+        ..Default::default()
+    };
+    let skip = StepOptions {
+        skip_on_failed: true,
+        max_retries: 3,
+        ..Default::default()
+    };
     let task = Task::new(info, TaskOptions::default())
         .with_step(Step::new("big", "huge", skip))
         .with_step(Step::new("after", "small", StepOptions::default()));
@@ -19,9 +26,16 @@ async fn an_oversized_step_result_fails_the_step_and_the_chain_goes_on() {
     let done = engine.wait(&id).await.unwrap();
     let big = &done.steps[0];
     assert_eq!(big.status, StepStatus::Failure);
-    assert!(big.skipped, "skip-on-failed applies to the oversized result");
+    assert!(
+        big.skipped,
+        "skip-on-failed applies to the oversized result"
+    );
     assert_eq!(big.attempt, 1, "an oversized result is not retried");
-    assert!(big.message.contains("more than the backend accepts"), "{}", big.message);
+    assert!(
+        big.message.contains("more than the backend accepts"),
+        "{}",
+        big.message
+    );
     assert_eq!(big.output, None);
     assert_eq!(done.status, TaskStatus::Success, "{}", done.message);
     assert_eq!(done.steps[1].output, Some(serde_json::json!("fits")));
