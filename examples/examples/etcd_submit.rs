@@ -12,32 +12,14 @@ mod flow;
 use clap::Parser;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-use taskflow::backend::etcd::EtcdConfig;
+use taskflow::backend::etcd::EtcdArgs;
 use taskflow::{Engine, TaskQuery, TaskStatus};
 
 /// Dispatch tasks of the example flow and wait for them.
 #[derive(Parser)]
 struct Args {
-    /// etcd endpoints (comma separated or repeated).
-    #[arg(
-        long,
-        env = "TASKFLOW_ETCD_ENDPOINTS",
-        value_delimiter = ',',
-        default_value = "http://127.0.0.1:2379"
-    )]
-    endpoints: Vec<String>,
-    /// Key prefix (namespace) of the deployment.
-    #[arg(long, env = "TASKFLOW_ETCD_PREFIX", default_value = "/taskflow/demo")]
-    prefix: String,
-    /// Send every claim and commit in its own transaction (no batching).
-    #[arg(long)]
-    no_batching: bool,
-    /// etcd user (with --password).
-    #[arg(long, env = "TASKFLOW_ETCD_USER")]
-    user: Option<String>,
-    /// etcd password.
-    #[arg(long, env = "TASKFLOW_ETCD_PASSWORD")]
-    password: Option<String>,
+    #[command(flatten)]
+    etcd: EtcdArgs,
     /// How many tasks.
     #[arg(long, default_value_t = 10)]
     count: usize,
@@ -58,12 +40,7 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
         .init();
     let args = Args::parse();
-    let mut config = EtcdConfig::new(args.endpoints)
-        .prefix(args.prefix)
-        .batching(!args.no_batching);
-    if let (Some(user), Some(password)) = (args.user, args.password) {
-        config = config.user(user, password);
-    }
+    let config = args.etcd.config();
     let engine = flow::register(Engine::builder().backend(config.connect().await?)).build()?;
     let started = Instant::now();
     let mut ids = Vec::with_capacity(args.count);

@@ -13,31 +13,13 @@ mod flow;
 use clap::Parser;
 use std::time::Duration;
 use taskflow::Engine;
-use taskflow::backend::etcd::EtcdConfig;
+use taskflow::backend::etcd::EtcdArgs;
 
 /// A taskflow worker on etcd.
 #[derive(Parser)]
 struct Args {
-    /// etcd endpoints (comma separated or repeated).
-    #[arg(
-        long,
-        env = "TASKFLOW_ETCD_ENDPOINTS",
-        value_delimiter = ',',
-        default_value = "http://127.0.0.1:2379"
-    )]
-    endpoints: Vec<String>,
-    /// Key prefix (namespace) of the deployment.
-    #[arg(long, env = "TASKFLOW_ETCD_PREFIX", default_value = "/taskflow/demo")]
-    prefix: String,
-    /// Send every claim and commit in its own transaction (no batching).
-    #[arg(long)]
-    no_batching: bool,
-    /// etcd user (with --password).
-    #[arg(long, env = "TASKFLOW_ETCD_USER")]
-    user: Option<String>,
-    /// etcd password.
-    #[arg(long, env = "TASKFLOW_ETCD_PASSWORD")]
-    password: Option<String>,
+    #[command(flatten)]
+    etcd: EtcdArgs,
     /// This worker's node name (steps pinned to it run here).
     #[arg(long, env = "TASKFLOW_NODE", default_value = "node-a")]
     node: String,
@@ -58,13 +40,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
         .init();
     let args = Args::parse();
-    let mut config = EtcdConfig::new(args.endpoints)
-        .prefix(args.prefix)
-        .lease_ttl(Duration::from_secs(args.lease_ttl))
-        .batching(!args.no_batching);
-    if let (Some(user), Some(password)) = (args.user, args.password) {
-        config = config.user(user, password);
-    }
+    let config = args
+        .etcd
+        .config()
+        .lease_ttl(Duration::from_secs(args.lease_ttl));
     let backend = config.connect().await?;
     let engine = flow::register(Engine::builder().backend(backend)).build()?;
     let worker = engine

@@ -7,30 +7,15 @@
 use clap::{Args, Parser, Subcommand};
 use std::process::ExitCode;
 use std::sync::Arc;
-use taskflow::backend::etcd::{EtcdBackend, EtcdConfig};
+use taskflow::backend::etcd::{EtcdArgs, EtcdBackend};
 use taskflow::{Engine, RetryRequest, SortField, Task, TaskQuery, TaskStatus};
 
 /// Operate taskflow tasks stored in etcd.
 #[derive(Debug, Parser)]
 #[command(name = "taskflow", version)]
 struct Cli {
-    /// etcd endpoints (comma-separated or repeated).
-    #[arg(
-        long,
-        env = "TASKFLOW_ETCD_ENDPOINTS",
-        value_delimiter = ',',
-        default_value = "http://127.0.0.1:2379"
-    )]
-    endpoints: Vec<String>,
-    /// Key prefix (namespace) of the deployment.
-    #[arg(long, env = "TASKFLOW_ETCD_PREFIX", default_value = "/taskflow")]
-    prefix: String,
-    /// etcd user (with --password).
-    #[arg(long, env = "TASKFLOW_ETCD_USER", requires = "password")]
-    user: Option<String>,
-    /// etcd password.
-    #[arg(long, env = "TASKFLOW_ETCD_PASSWORD")]
-    password: Option<String>,
+    #[command(flatten)]
+    etcd: EtcdArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -131,10 +116,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, taskflow::Error> {
-    let mut config = EtcdConfig::new(cli.endpoints).prefix(cli.prefix);
-    if let (Some(user), Some(password)) = (cli.user, cli.password) {
-        config = config.user(user, password);
-    }
+    let config = cli.etcd.config();
     let backend: Arc<EtcdBackend> = Arc::new(config.connect().await?);
     let engine = Engine::builder()
         .shared_backend(backend.clone())

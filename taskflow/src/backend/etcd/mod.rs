@@ -13,6 +13,8 @@
 //!
 //! The key layout is documented on [`KeyLayout`] and in `ARCHITECTURE.md` ("etcd backend").
 
+#[cfg(feature = "cli")]
+mod args;
 mod batch;
 mod config;
 mod error;
@@ -20,6 +22,8 @@ mod keys;
 mod listing;
 mod session;
 
+#[cfg(feature = "cli")]
+pub use args::EtcdArgs;
 pub use config::{ETCD_MAX_REQUEST_BYTES, EtcdConfig};
 pub use etcd_client;
 pub use keys::KeyLayout;
