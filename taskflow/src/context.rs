@@ -161,8 +161,8 @@ impl StepContext {
         Ok(())
     }
 
-    /// Whether the task was cancelled or timed out, or the worker is shutting down: the step should stop soon.
-    /// After a short grace period the step's future is dropped anyway.
+    /// Whether the step should stop: the task was cancelled (its future is dropped after the engine's cancel grace
+    /// period), the worker's session was lost, or a timeout or the end of a shutdown grace period is dropping it.
     pub fn is_cancelled(&self) -> bool {
         self.inner.cancel.is_cancelled()
     }

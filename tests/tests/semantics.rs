@@ -38,6 +38,10 @@ backend_tests!(
     unknown_executor_is_rejected_and_unrunnable_steps_wait,
     graceful_shutdown_finishes_or_releases_steps,
     a_thousand_concurrent_tasks,
+    panics_in_user_template_code_fail_the_step,
+    a_huge_backoff_does_not_break_the_worker,
+    retry_waits_for_the_pending_callback,
+    a_worker_cannot_list_unknown_executors,
 );
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -1305,4 +1309,134 @@ async fn a_thousand_concurrent_tasks(b: TestBackend) {
     assert_eq!(failures, 100);
     assert_eq!(calls.load(Ordering::SeqCst), 2900);
     worker.shutdown().await;
+}
+
+async fn panics_in_user_template_code_fail_the_step(b: TestBackend) {
+    let calls = Calls::default();
+    let engine = b
+        .engine()
+        .step(recorder("rec", &calls))
+        .filter("boom", |_value: String| -> String {
+            panic!("filter exploded")
+        })
+        .build()
+        .unwrap();
+    let worker = engine.worker().start().await.unwrap();
+    let t = task("t", [step("a", "rec").param("x", "{{ 'v' | boom }}")]);
+    let done = run_to_end(&engine, t).await;
+    assert_eq!(done.status, TaskStatus::Failure);
+    let message = &done.steps[0].message;
+    assert!(
+        message.contains("rendering its params panicked: filter exploded"),
+        "{message}"
+    );
+    assert_eq!(calls.get("a"), 0);
+    assert_eq!(worker.running(), 0, "no driver is left behind");
+    worker.shutdown().await;
+}
+
+async fn a_huge_backoff_does_not_break_the_worker(b: TestBackend) {
+    let calls = Calls::default();
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let engine = b
+        .engine()
+        .step(flaky("flaky", &calls, fail))
+        .backoff(Backoff::fixed(Duration::MAX))
+        .build()
+        .unwrap();
+    let worker = engine.worker().start().await.unwrap();
+    let options = TaskOptions {
+        max_execution_seconds: 1,
+        ..Default::default()
+    };
+    let retries = StepOptions {
+        max_retries: 1,
+        ..Default::default()
+    };
+    let done = run_to_end(
+        &engine,
+        task_with("t", options, [step_with("a", "flaky", retries)]),
+    )
+    .await;
+    assert_eq!(
+        done.status,
+        TaskStatus::Timeout,
+        "the deadline still fires: {}",
+        done.message
+    );
+    assert_eq!(calls.get("a"), 1);
+    worker.shutdown().await;
+}
+
+async fn retry_waits_for_the_pending_callback(b: TestBackend) {
+    let boom = step_fn("boom", |_ctx| async {
+        Err::<(), _>(StepError::fatal("no"))
+    });
+    let engine = b
+        .engine()
+        .step(boom)
+        .callback(callback_fn("cb", |_outcome| async { Ok(()) }))
+        .build()
+        .unwrap();
+    // A worker that runs steps but not the callback: the task ends, its callback waits.
+    let steps_only = engine
+        .worker()
+        .callbacks(Vec::<String>::new())
+        .start()
+        .await
+        .unwrap();
+    let options = TaskOptions {
+        callback: Some("cb".into()),
+        ..Default::default()
+    };
+    let id = engine
+        .dispatch(task_with("t", options, [step("a", "boom")]))
+        .await
+        .unwrap();
+    let mut ended = engine.get(&id).await.unwrap();
+    while !ended.is_terminal() {
+        ended = engine
+            .backend()
+            .wait_change(&id, 0)
+            .await
+            .unwrap()
+            .unwrap()
+            .value;
+    }
+    let err = engine.retry(&id, RetryRequest::new()).await.unwrap_err();
+    assert!(
+        err.to_string().contains("callback `cb` has not run yet"),
+        "{err}"
+    );
+    let with_callbacks = engine.worker().start().await.unwrap();
+    let settled = engine.wait_timeout(&id, WAIT).await.unwrap();
+    assert_eq!(settled.callback_result, Some(CallbackResult::Success));
+    engine.retry(&id, RetryRequest::new()).await.unwrap();
+    steps_only.shutdown().await;
+    with_callbacks.shutdown().await;
+}
+
+async fn a_worker_cannot_list_unknown_executors(b: TestBackend) {
+    let engine = b
+        .engine()
+        .step(step_fn("ok", |_ctx| async { Ok(()) }))
+        .build()
+        .unwrap();
+    let err = engine
+        .worker()
+        .executors(["ok", "ghost"])
+        .callbacks(["nope"])
+        .start()
+        .await
+        .err()
+        .unwrap();
+    let text = err.to_string();
+    assert!(
+        text.contains("the worker lists executor `ghost`, which is not registered"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the worker lists callback `nope`, which is not registered"),
+        "{text}"
+    );
 }

@@ -60,7 +60,11 @@ impl MemoryBackend {
                 let mut state = self.state();
                 match state.tasks.get(task_id) {
                     None => return None,
-                    Some(stored) if ready(stored) => return Some(detach(stored)),
+                    Some(stored) if ready(stored) => {
+                        let found = detach(stored);
+                        state.forget_waiter(kind, task_id);
+                        return Some(found);
+                    }
                     Some(_) => {}
                 }
                 let waiters = match kind {
@@ -117,6 +121,17 @@ fn detach(stored: &Stored<Arc<Task>>) -> Stored<Task> {
 }
 
 impl State {
+    /// Drops the waiter entry of a task once nobody waits on it any more.
+    fn forget_waiter(&mut self, kind: Wait, task_id: &str) {
+        let waiters = match kind {
+            Wait::Change => &mut self.waiters,
+            Wait::Settle => &mut self.settle_waiters,
+        };
+        if waiters.get(task_id).is_some_and(|w| w.strong_count() == 0) {
+            waiters.remove(task_id);
+        }
+    }
+
     /// Wakes whoever waits for a change of the task, and for its end if it settled.
     fn wake(&mut self, task_id: &str, settled: bool) {
         wake(&mut self.waiters, task_id);
@@ -351,9 +366,22 @@ impl Session for MemorySession {
     }
 
     async fn close(&self) -> Result<(), BackendError> {
+        self.end();
+        Ok(())
+    }
+}
+
+impl MemorySession {
+    /// Removes the session and releases its claims (idempotent).
+    fn end(&self) {
         let mut state = self.backend.state();
         state.sessions.remove(&self.id);
         state.release_claims_of(self.id);
-        Ok(())
+    }
+}
+
+impl Drop for MemorySession {
+    fn drop(&mut self) {
+        self.end();
     }
 }

@@ -124,8 +124,7 @@ pub(crate) fn finish_step(
             if retries_left {
                 let delay = backoff.delay(step.retry_count);
                 step.retry_count += 1;
-                step.due_at =
-                    Some(now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX));
+                step.due_at = Some(later(now, delay));
                 task.message = format!("step {name} running failed, err={error}{counts}");
             } else if step.skip_on_failed {
                 step.skipped = true;
@@ -139,6 +138,19 @@ pub(crate) fn finish_step(
             }
         }
     }
+}
+
+/// `now + delay`, saturating at the end of year 9999 (a huge back-off must neither panic nor leave RFC 3339).
+fn later(now: DateTime<Utc>, delay: std::time::Duration) -> DateTime<Utc> {
+    use chrono::TimeZone;
+    let end_of_time = Utc
+        .with_ymd_and_hms(9999, 12, 31, 23, 59, 59)
+        .single()
+        .unwrap_or(now);
+    chrono::Duration::from_std(delay)
+        .ok()
+        .and_then(|delay| now.checked_add_signed(delay))
+        .map_or(end_of_time, |due| due.min(end_of_time))
 }
 
 /// Moves to the step after `index`, or ends the task with SUCCESS after the last one.
@@ -232,6 +244,12 @@ pub(crate) fn retry(
     if !task.is_terminal() {
         return Err("only an ended task can be retried".to_owned());
     }
+    if !task.is_settled() {
+        return Err(format!(
+            "the task's callback `{}` has not run yet; retry once it has (it runs exactly once per end)",
+            task.callback_name
+        ));
+    }
     if task.status == TaskStatus::Success && !request.force {
         return Err("the task succeeded; use `RetryRequest::force` to run it again".to_owned());
     }
@@ -247,7 +265,9 @@ pub(crate) fn retry(
             .unwrap_or(0),
     };
     if request.skip_failed {
-        let step = &mut task.steps[from];
+        let Some(step) = task.steps.get_mut(from) else {
+            return Err("the task has no step to skip".to_owned());
+        };
         if step.status != StepStatus::Failure {
             return Err(format!(
                 "step `{}` did not fail ({}); only a failed step can be skipped",
@@ -467,6 +487,12 @@ mod tests {
         let mut t = task(&[("a", StepOptions::default()), ("b", StepOptions::default())]);
         start_step(&mut t, 0, now());
         finish_step(&mut t, 0, fail(false), now(), &Backoff::default());
+        let pending = retry(&mut t.clone(), &RetryRequest::default(), now()).unwrap_err();
+        assert!(
+            pending.contains("has not run yet"),
+            "the callback must run first: {pending}"
+        );
+        record_callback(&mut t, Ok(()), now());
         retry(&mut t, &RetryRequest::default().skip_failed(), now()).unwrap();
         assert!(t.steps[0].skipped);
         assert_eq!(t.current_step, "b");

@@ -104,6 +104,24 @@ impl WorkerBuilder {
                 .callbacks
                 .unwrap_or_else(|| registry.callback_names().map(str::to_owned).collect()),
         };
+        let mut problems = Vec::new();
+        for executor in &spec.executors {
+            if registry.step(executor).is_none() {
+                problems.push(format!(
+                    "the worker lists executor `{executor}`, which is not registered"
+                ));
+            }
+        }
+        for callback in &spec.callbacks {
+            if registry.callback(callback).is_none() {
+                problems.push(format!(
+                    "the worker lists callback `{callback}`, which is not registered"
+                ));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(crate::RegistryError { problems }.into());
+        }
         let (session, feed) = self.engine.inner.backend.open_session(spec.clone()).await?;
         let (retry_tx, retry_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
@@ -111,6 +129,7 @@ impl WorkerBuilder {
             spec,
             session,
             running: Mutex::default(),
+            next_driver: std::sync::atomic::AtomicU64::new(0),
             stopping: CancellationToken::new(),
             abort: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -143,7 +162,7 @@ impl Worker {
         &self.shared.spec
     }
 
-    /// Steps and callbacks running now.
+    /// How many tasks this worker drives now (running a step or a callback, or committing).
     pub fn running(&self) -> usize {
         self.shared
             .running
@@ -163,7 +182,6 @@ impl Worker {
     pub async fn shutdown_within(self, grace: Duration) {
         let shared = self.shared;
         shared.stopping.cancel();
-        let _ = self.scheduler.await;
         shared.tracker.close();
         if tokio::time::timeout(grace, shared.tracker.wait())
             .await
@@ -173,6 +191,7 @@ impl Worker {
             shared.abort.cancel();
             shared.tracker.wait().await;
         }
+        let _ = self.scheduler.await;
         if let Err(e) = shared.session.close().await {
             tracing::warn!(worker = %shared.spec.worker_id, error = %e, "closing the session failed");
         }
@@ -184,8 +203,10 @@ struct Shared {
     engine: Engine,
     spec: WorkerSpec,
     session: Arc<dyn Session>,
-    /// Cancellation tokens of the steps running here, by task id.
-    running: Mutex<HashMap<String, CancellationToken>>,
+    /// The drivers running here, by task id: (driver id, the driver's cancellation token).
+    running: Mutex<HashMap<String, (u64, CancellationToken)>>,
+    /// The id of the next driver.
+    next_driver: std::sync::atomic::AtomicU64,
     /// Set by shutdown: claim nothing more, continue no chain.
     stopping: CancellationToken,
     /// Set when the grace period is over: drop running steps.
@@ -198,7 +219,7 @@ struct Shared {
 }
 
 impl Shared {
-    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, CancellationToken)>> {
         self.running
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -272,7 +293,9 @@ async fn schedule(
     let mut pending = Pending::default();
     loop {
         let mut blocked = false;
-        while pending.next_wake().is_some_and(|wake| wake <= Utc::now()) {
+        while !shared.stopping.is_cancelled()
+            && pending.next_wake().is_some_and(|wake| wake <= Utc::now())
+        {
             match Arc::clone(&shared.permits).try_acquire_owned() {
                 Ok(permit) => {
                     if let Some(message) = pending.pop_due(Utc::now()) {
@@ -297,8 +320,11 @@ async fn schedule(
                 }
             },
             Some(message) = retry_rx.recv() => {
-                let later = Utc::now() + chrono::Duration::seconds(1);
-                pending.upsert_after(&shared.spec, message, Some(later));
+                // Unless the feed told of a newer message for the task meanwhile, look again a second later.
+                if !pending.by_task.contains_key(&message.task_id) {
+                    let later = Utc::now() + chrono::Duration::seconds(1);
+                    pending.upsert_after(&shared.spec, message, Some(later));
+                }
             }
             permit = Arc::clone(&shared.permits).acquire_owned(), if blocked => {
                 if let (Ok(permit), Some(message)) = (permit, pending.pop_due(Utc::now())) {
@@ -306,6 +332,18 @@ async fn schedule(
                 }
             }
             () = tokio::time::sleep(sleep.unwrap_or(Duration::ZERO)), if sleep.is_some() && !blocked => {}
+        }
+    }
+    // Shutting down: launch nothing more, but keep stopping cancelled (or lost) steps until every driver has ended.
+    loop {
+        tokio::select! {
+            biased;
+            () = shared.tracker.wait() => break,
+            event = feed.recv() => match event {
+                Some(event @ (FeedEvent::Cancel { .. } | FeedEvent::Lost(_))) => apply(&shared, &mut pending, event),
+                Some(_) => {}
+                None => break,
+            },
         }
     }
 }
@@ -321,14 +359,14 @@ fn apply(shared: &Shared, pending: &mut Pending, event: FeedEvent) {
         FeedEvent::Upsert(message) => pending.upsert(&shared.spec, message),
         FeedEvent::Remove { task_id } => pending.remove(&task_id),
         FeedEvent::Cancel { task_id } => {
-            if let Some(token) = shared.running().get(&task_id) {
+            if let Some((_, token)) = shared.running().get(&task_id) {
                 tracing::info!(task_id, "cancel received: stopping the step");
                 token.cancel();
             }
         }
         FeedEvent::Lost(reason) => {
             tracing::error!(worker = %shared.spec.worker_id, reason, "session lost: stopping every running step");
-            for token in shared.running().values() {
+            for (_, token) in shared.running().values() {
                 token.cancel();
             }
         }
@@ -349,7 +387,15 @@ fn launch(shared: &Arc<Shared>, message: Message, permit: OwnedSemaphorePermit) 
                     return;
                 }
             };
-            Driver::start(shared, message, claimed).await;
+            // Every user code path is panic-guarded; should the engine itself panic, give the claim back rather
+            // than hold it until the session ends.
+            let token = claimed.token.clone();
+            let driven = AssertUnwindSafe(Driver::start(Arc::clone(&shared), message, claimed)).catch_unwind();
+            if let Err(panic) = driven.await {
+                tracing::error!(panic = %panic_message(&panic), "worker bug: a task driver panicked; releasing its claim");
+                shared.running().remove(&token.task_id);
+                let _ = shared.session.release(&token).await;
+            }
             drop(permit);
         }
         .instrument(span),
@@ -376,6 +422,10 @@ struct Driver {
     holding: bool,
     /// Whether the current step was already marked started by the previous commit.
     started: bool,
+    /// This driver's id (its entry in `Shared::running`).
+    id: u64,
+    /// Cancelled when the task is cancelled or the session is lost; each attempt runs under a child token.
+    cancel: CancellationToken,
 }
 
 impl Driver {
@@ -387,6 +437,14 @@ impl Driver {
             },
             Err(corrupt) => return fail_corrupt(&shared, &message, &claimed.token, corrupt).await,
         };
+        // Registered before anything is committed, so that a cancel arriving at any point reaches this driver.
+        let id = shared
+            .next_driver
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let cancel = CancellationToken::new();
+        shared
+            .running()
+            .insert(message.task_id.clone(), (id, cancel.clone()));
         let mut driver = Driver {
             shared,
             token: claimed.token,
@@ -394,8 +452,17 @@ impl Driver {
             message,
             holding: true,
             started: false,
+            id,
+            cancel,
         };
         driver.drive().await;
+        let mut running = driver.shared.running();
+        if running
+            .get(&driver.token.task_id)
+            .is_some_and(|(id, _)| *id == driver.id)
+        {
+            running.remove(&driver.token.task_id);
+        }
     }
 
     async fn drive(&mut self) {
@@ -422,15 +489,8 @@ impl Driver {
         match machine::plan(&self.stored.value, name, Utc::now(), can_run) {
             Plan::Release => None,
             Plan::Commit(task) => self.commit_and_continue(*task, false).await,
-            Plan::Run(index) => {
-                let token = CancellationToken::new();
-                self.shared
-                    .running()
-                    .insert(self.stored.value.task_id.clone(), token.clone());
-                let next = self.run_step(index, token).await;
-                self.shared.running().remove(&self.stored.value.task_id);
-                next
-            }
+            Plan::Run(_) if self.cancel.is_cancelled() => None,
+            Plan::Run(index) => self.run_step(index, self.cancel.child_token()).await,
         }
     }
 
@@ -490,9 +550,24 @@ impl Driver {
     ) -> Result<Outcome, Interrupt> {
         let inner = &self.shared.engine.inner;
         let step = &task.steps[index];
-        let params = match inner.renderer.render_params(task, step) {
-            Ok(params) => params,
-            Err(error) => {
+        // User filters and functions run while rendering: a panic there fails the step like any other.
+        let rendered = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            inner.renderer.render_params(task, step)
+        }));
+        let params = match rendered {
+            Ok(Ok(params)) => params,
+            Ok(Err(error)) => {
+                return Ok(Outcome::Failure {
+                    error,
+                    retryable: false,
+                });
+            }
+            Err(panic) => {
+                let error = format!(
+                    "step `{}`: rendering its params panicked: {}",
+                    step.name,
+                    panic_message(&panic)
+                );
                 return Ok(Outcome::Failure {
                     error,
                     retryable: false,
@@ -506,7 +581,8 @@ impl Driver {
             });
         };
         let ctx = StepContext::new(Arc::clone(task), index, params, cancel.clone());
-        let future = AssertUnwindSafe(executor.run(&ctx)).catch_unwind();
+        // `run` is called inside the guarded future: a panic before its first `.await` is caught too.
+        let future = AssertUnwindSafe(async { executor.run(&ctx).await }).catch_unwind();
         tokio::pin!(future);
         let step_timeout = (step.max_execution_seconds > 0)
             .then(|| Duration::from_secs(u64::from(step.max_execution_seconds)));
@@ -566,7 +642,7 @@ impl Driver {
         };
         let span =
             tracing::info_span!("callback", callback = %task.callback_name, status = %task.status);
-        let future = AssertUnwindSafe(callback.call(&outcome))
+        let future = AssertUnwindSafe(async { callback.call(&outcome).await })
             .catch_unwind()
             .instrument(span);
         let result = tokio::select! {
@@ -600,12 +676,14 @@ impl Driver {
             message.deadline = task.deadline();
             started = true;
         }
-        if task.is_terminal() {
-            metrics::counter!("taskflow_task_finished_total", "task_type" => task.task_type.clone(),
-                "status" => task.status.as_str()).increment(1);
-        }
+        let before = self.stored.value.status;
         if self.commit(task, next.is_none(), cancel).await != Committed::Applied {
             return None;
+        }
+        let after = &self.stored.value;
+        if after.is_terminal() && after.status != before {
+            metrics::counter!("taskflow_task_finished_total", "task_type" => after.task_type.clone(),
+                "status" => after.status.as_str()).increment(1);
         }
         self.started = started;
         debug_assert_eq!(
