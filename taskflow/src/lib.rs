@@ -54,6 +54,11 @@ mod time;
 #[doc(hidden)]
 pub mod __private;
 
+/// The README's code, compiled and run as a doctest so that it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 pub use async_trait::async_trait;
 pub use backend::memory::MemoryBackend;
 pub use backend::{Backend, SortField, TaskPage, TaskQuery};

@@ -716,10 +716,8 @@ async fn cancel_drops_the_running_step(b: TestBackend) {
     assert_eq!(done.status, TaskStatus::Revoked);
     assert_eq!(done.message, "task has been revoked");
     assert_eq!(done.updater, "admin");
-    // The worker drops the future after the grace period; wait for it through the worker's running count.
-    while worker.running() > 0 {
-        tokio::task::yield_now().await;
-    }
+    // The worker drops the future after the grace period.
+    worker.idle().await;
     assert!(
         dropped.load(Ordering::SeqCst),
         "the step future was dropped"
@@ -1006,7 +1004,7 @@ async fn delays_are_relative_to_the_previous_step(b: TestBackend) {
 
 async fn long_polling_step_is_cancellable(b: TestBackend) {
     use taskflow::poll::{Poll, poll_until};
-    let polls = Arc::new(AtomicUsize::new(0));
+    let polls = Arc::new(tokio::sync::watch::Sender::new(0usize));
     let p = polls.clone();
     let poller = step_fn("poller", move |ctx| {
         let p = p.clone();
@@ -1017,7 +1015,11 @@ async fn long_polling_step_is_cancellable(b: TestBackend) {
                 .parse()
                 .map_err(StepError::fatal)?;
             poll_until(&ctx.cancellation_token(), Duration::from_millis(5), || {
-                let n = p.fetch_add(1, Ordering::SeqCst) + 1;
+                let mut n = 0;
+                p.send_modify(|polls| {
+                    *polls += 1;
+                    n = *polls;
+                });
                 async move {
                     Ok(if n >= target {
                         Poll::Done(n)
@@ -1050,17 +1052,11 @@ async fn long_polling_step_is_cancellable(b: TestBackend) {
         ))
         .await
         .unwrap();
-    while polls.load(Ordering::SeqCst) < 5 {
-        tokio::task::yield_now().await;
-    }
+    polls.subscribe().wait_for(|n| *n >= 5).await.unwrap();
     engine.cancel(&id).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(20), async {
-        while worker.running() > 0 {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .expect("the polling step stops on cancellation without waiting out the grace period");
+    tokio::time::timeout(Duration::from_secs(20), worker.idle())
+        .await
+        .expect("the polling step stops on cancellation without waiting out the grace period");
     worker.shutdown().await;
 }
 
@@ -1331,7 +1327,9 @@ async fn panics_in_user_template_code_fail_the_step(b: TestBackend) {
         "{message}"
     );
     assert_eq!(calls.get("a"), 0);
-    assert_eq!(worker.running(), 0, "no driver is left behind");
+    tokio::time::timeout(WAIT, worker.idle())
+        .await
+        .expect("no driver is left behind");
     worker.shutdown().await;
 }
 

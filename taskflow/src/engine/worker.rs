@@ -130,6 +130,7 @@ impl WorkerBuilder {
             session,
             running: Mutex::default(),
             next_driver: std::sync::atomic::AtomicU64::new(0),
+            driver_ended: tokio::sync::Notify::new(),
             stopping: CancellationToken::new(),
             abort: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -164,11 +165,20 @@ impl Worker {
 
     /// How many tasks this worker drives now (running a step or a callback, or committing).
     pub fn running(&self) -> usize {
-        self.shared
-            .running
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .len()
+        self.shared.running().len()
+    }
+
+    /// Completes when this worker drives no task (e.g. after a cancel, once the step was dropped).
+    pub async fn idle(&self) {
+        loop {
+            let ended = self.shared.driver_ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if self.running() == 0 {
+                return;
+            }
+            ended.await;
+        }
     }
 
     /// Stops claiming, lets running steps finish within the grace period, then drops the rest and releases their
@@ -207,6 +217,8 @@ struct Shared {
     running: Mutex<HashMap<String, (u64, CancellationToken)>>,
     /// The id of the next driver.
     next_driver: std::sync::atomic::AtomicU64,
+    /// Notified whenever a driver ends (for [`Worker::idle`]).
+    driver_ended: tokio::sync::Notify,
     /// Set by shutdown: claim nothing more, continue no chain.
     stopping: CancellationToken,
     /// Set when the grace period is over: drop running steps.
@@ -394,6 +406,7 @@ fn launch(shared: &Arc<Shared>, message: Message, permit: OwnedSemaphorePermit) 
             if let Err(panic) = driven.await {
                 tracing::error!(panic = %panic_message(&panic), "worker bug: a task driver panicked; releasing its claim");
                 shared.running().remove(&token.task_id);
+                shared.driver_ended.notify_waiters();
                 let _ = shared.session.release(&token).await;
             }
             drop(permit);
@@ -463,6 +476,8 @@ impl Driver {
         {
             running.remove(&driver.token.task_id);
         }
+        drop(running);
+        driver.shared.driver_ended.notify_waiters();
     }
 
     async fn drive(&mut self) {
