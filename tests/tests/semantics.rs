@@ -1190,6 +1190,11 @@ async fn unknown_executor_is_rejected_and_unrunnable_steps_wait(b: TestBackend) 
         .await
         .unwrap()
         .expect("the task says why it waits");
+    assert_eq!(
+        engine.get(&id).await.unwrap().message,
+        reason,
+        "`get` shows why it waits"
+    );
     assert!(
         reason.contains("step `b` (executor `special`) waits for a worker"),
         "{reason}"

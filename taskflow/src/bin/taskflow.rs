@@ -159,9 +159,6 @@ async fn run(cli: Cli) -> Result<ExitCode, taskflow::Error> {
                 );
             } else {
                 print_task(&task);
-                if let Some(reason) = engine.waiting_reason(&task).await? {
-                    println!("waiting: {reason}");
-                }
             }
         }
         Command::Watch { id } => {

@@ -76,9 +76,14 @@ impl Engine {
         }
     }
 
-    /// Reads a task.
+    /// Reads a task. While it waits — for a delay, or for a worker able to run its step — its `message` says why
+    /// (see [`waiting_reason`](Self::waiting_reason); the stored message is unchanged).
     pub async fn get(&self, task_id: &str) -> Result<Task> {
-        Ok(self.stored(task_id).await?.value)
+        let mut task = self.stored(task_id).await?.value;
+        if let Some(reason) = self.waiting_reason(&task).await? {
+            task.message = reason;
+        }
+        Ok(task)
     }
 
     async fn stored(&self, task_id: &str) -> Result<Stored<Task>> {
