@@ -121,6 +121,13 @@ fn flaky(
     })
 }
 
+/// Builds the engine and starts one worker with the default options.
+async fn start(builder: taskflow::EngineBuilder) -> (Engine, taskflow::Worker) {
+    let engine = builder.build().unwrap();
+    let worker = engine.worker().start().await.unwrap();
+    (engine, worker)
+}
+
 fn fast_backoff() -> Backoff {
     Backoff::fixed(Duration::from_millis(10))
 }
@@ -169,8 +176,7 @@ async fn chain_runs_in_order_and_shares_variables(b: TestBackend) {
             ))
         }
     });
-    let engine = b.engine().step(sum).step(hello).build().unwrap();
-    let worker = engine.worker().start().await.unwrap();
+    let (engine, worker) = start(b.engine().step(sum).step(hello)).await;
     let t = task(
         "example",
         [
@@ -201,13 +207,7 @@ async fn failure_stops_the_task(b: TestBackend) {
     let boom = step_fn("boom", |_ctx| async {
         Err::<(), _>(StepError::new("disk full"))
     });
-    let engine = b
-        .engine()
-        .step(recorder("rec", &calls))
-        .step(boom)
-        .build()
-        .unwrap();
-    let worker = engine.worker().start().await.unwrap();
+    let (engine, worker) = start(b.engine().step(recorder("rec", &calls)).step(boom)).await;
     let done = run_to_end(
         &engine,
         task("t", [step("a", "rec"), step("b", "boom"), step("c", "rec")]),
@@ -228,15 +228,14 @@ async fn retry_resumes_from_the_failed_step(b: TestBackend) {
         ctx.set_common("token", "t-1");
         Ok(())
     });
-    let engine = b
-        .engine()
-        .step(setter)
-        .step(flaky("flaky", &calls, fail.clone()))
-        .step(recorder("rec", &calls))
-        .backoff(fast_backoff())
-        .build()
-        .unwrap();
-    let worker = engine.worker().start().await.unwrap();
+    let (engine, worker) = start(
+        b.engine()
+            .step(setter)
+            .step(flaky("flaky", &calls, fail.clone()))
+            .step(recorder("rec", &calls))
+            .backoff(fast_backoff()),
+    )
+    .await;
     let t = task(
         "t",
         [step("a", "setter"), step("b", "flaky"), step("c", "rec")],
@@ -274,13 +273,12 @@ async fn retry_resumes_from_the_failed_step(b: TestBackend) {
 async fn retry_with_skip_on_failed(b: TestBackend) {
     let calls = Calls::default();
     let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let engine = b
-        .engine()
-        .step(flaky("flaky", &calls, fail))
-        .step(recorder("rec", &calls))
-        .build()
-        .unwrap();
-    let worker = engine.worker().start().await.unwrap();
+    let (engine, worker) = start(
+        b.engine()
+            .step(flaky("flaky", &calls, fail))
+            .step(recorder("rec", &calls)),
+    )
+    .await;
     let failed = run_to_end(&engine, task("t", [step("a", "flaky"), step("b", "rec")])).await;
     assert_eq!(failed.status, TaskStatus::Failure);
     engine
@@ -299,13 +297,12 @@ async fn retry_with_skip_on_failed(b: TestBackend) {
 async fn retry_can_skip_the_failed_step(b: TestBackend) {
     let calls = Calls::default();
     let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let engine = b
-        .engine()
-        .step(flaky("flaky", &calls, fail))
-        .step(recorder("rec", &calls))
-        .build()
-        .unwrap();
-    let worker = engine.worker().start().await.unwrap();
+    let (engine, worker) = start(
+        b.engine()
+            .step(flaky("flaky", &calls, fail))
+            .step(recorder("rec", &calls)),
+    )
+    .await;
     let failed = run_to_end(
         &engine,
         task(
@@ -328,8 +325,7 @@ async fn retry_can_skip_the_failed_step(b: TestBackend) {
 
 async fn retry_from_a_named_step_or_the_start(b: TestBackend) {
     let calls = Calls::default();
-    let engine = b.engine().step(recorder("rec", &calls)).build().unwrap();
-    let worker = engine.worker().start().await.unwrap();
+    let (engine, worker) = start(b.engine().step(recorder("rec", &calls))).await;
     let done = run_to_end(
         &engine,
         task("t", [step("a", "rec"), step("b", "rec"), step("c", "rec")]),
@@ -362,14 +358,13 @@ async fn skip_on_failed_continues_the_chain(b: TestBackend) {
     let boom = step_fn("boom", |_ctx| async {
         Err::<(), _>(StepError::new("nope"))
     });
-    let engine = b
-        .engine()
-        .step(boom)
-        .step(recorder("rec", &calls))
-        .backoff(fast_backoff())
-        .build()
-        .unwrap();
-    let worker = engine.worker().start().await.unwrap();
+    let (engine, worker) = start(
+        b.engine()
+            .step(boom)
+            .step(recorder("rec", &calls))
+            .backoff(fast_backoff()),
+    )
+    .await;
     let skip = StepOptions {
         skip_on_failed: true,
         max_retries: 1,
@@ -408,13 +403,7 @@ async fn automatic_retries_count_attempts(b: TestBackend) {
             }
         }
     });
-    let engine = b
-        .engine()
-        .step(third_time)
-        .backoff(fast_backoff())
-        .build()
-        .unwrap();
-    let worker = engine.worker().start().await.unwrap();
+    let (engine, worker) = start(b.engine().step(third_time).backoff(fast_backoff())).await;
     let options = StepOptions {
         max_retries: 2,
         ..Default::default()
@@ -439,13 +428,7 @@ async fn step_timeout_is_a_retryable_failure(b: TestBackend) {
             Ok(())
         }
     });
-    let engine = b
-        .engine()
-        .step(slow)
-        .backoff(fast_backoff())
-        .build()
-        .unwrap();
-    let worker = engine.worker().start().await.unwrap();
+    let (engine, worker) = start(b.engine().step(slow).backoff(fast_backoff())).await;
     let options = StepOptions {
         max_retries: 1,
         max_execution_seconds: 1,
@@ -491,8 +474,7 @@ async fn task_timeout_fires_while_a_step_runs(b: TestBackend) {
             Ok(())
         }
     });
-    let engine = b.engine().step(slow).callback(cb).build().unwrap();
-    let worker = engine.worker().start().await.unwrap();
+    let (engine, worker) = start(b.engine().step(slow).callback(cb)).await;
     let options = TaskOptions {
         max_execution_seconds: 1,
         callback: Some("cb".into()),
@@ -510,13 +492,12 @@ async fn task_timeout_fires_while_a_step_runs(b: TestBackend) {
 async fn task_timeout_fires_while_waiting_on_a_backoff(b: TestBackend) {
     let calls = Calls::default();
     let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let engine = b
-        .engine()
-        .step(flaky("flaky", &calls, fail))
-        .backoff(Backoff::fixed(Duration::from_secs(3600)))
-        .build()
-        .unwrap();
-    let worker = engine.worker().start().await.unwrap();
+    let (engine, worker) = start(
+        b.engine()
+            .step(flaky("flaky", &calls, fail))
+            .backoff(Backoff::fixed(Duration::from_secs(3600))),
+    )
+    .await;
     let options = TaskOptions {
         max_execution_seconds: 1,
         ..Default::default()
@@ -568,16 +549,15 @@ async fn callback_runs_once_per_terminal_status(b: TestBackend) {
     let boom = step_fn("boom", |_ctx| async {
         Err::<(), _>(StepError::fatal("no"))
     });
-    let engine = b
-        .engine()
-        .step(ok)
-        .step(boom)
-        .step(hang)
-        .callback(cb)
-        .cancel_grace(Duration::from_millis(50))
-        .build()
-        .unwrap();
-    let worker = engine.worker().start().await.unwrap();
+    let (engine, worker) = start(
+        b.engine()
+            .step(ok)
+            .step(boom)
+            .step(hang)
+            .callback(cb)
+            .cancel_grace(Duration::from_millis(50)),
+    )
+    .await;
     let with_cb = |timeout| TaskOptions {
         callback: Some("cb".into()),
         max_execution_seconds: timeout,
@@ -641,14 +621,13 @@ async fn callback_failure_turns_success_into_failure(b: TestBackend) {
         Err(CallbackError::new("quota service down"))
     });
     let panicky = callback_fn("panicky", |_outcome| async { panic!("callback exploded") });
-    let engine = b
-        .engine()
-        .step(step_fn("ok", |_ctx| async { Ok(()) }))
-        .callback(cb)
-        .callback(panicky)
-        .build()
-        .unwrap();
-    let worker = engine.worker().start().await.unwrap();
+    let (engine, worker) = start(
+        b.engine()
+            .step(step_fn("ok", |_ctx| async { Ok(()) }))
+            .callback(cb)
+            .callback(panicky),
+    )
+    .await;
     let options = TaskOptions {
         callback: Some("cb".into()),
         ..Default::default()
@@ -697,14 +676,13 @@ async fn cancel_drops_the_running_step(b: TestBackend) {
         }
     });
     let calls = Calls::default();
-    let engine = b
-        .engine()
-        .step(hang)
-        .step(recorder("rec", &calls))
-        .cancel_grace(Duration::from_millis(100))
-        .build()
-        .unwrap();
-    let worker = engine.worker().start().await.unwrap();
+    let (engine, worker) = start(
+        b.engine()
+            .step(hang)
+            .step(recorder("rec", &calls))
+            .cancel_grace(Duration::from_millis(100)),
+    )
+    .await;
     let id = engine
         .dispatch(task("t", [step("a", "hang"), step("b", "rec")]))
         .await
@@ -744,13 +722,7 @@ async fn cancel_works_when_no_step_runs(b: TestBackend) {
             Ok(())
         }
     });
-    let engine = b
-        .engine()
-        .step(recorder("rec", &calls))
-        .callback(cb)
-        .build()
-        .unwrap();
-    let worker = engine.worker().start().await.unwrap();
+    let (engine, worker) = start(b.engine().step(recorder("rec", &calls)).callback(cb)).await;
     let options = TaskOptions {
         callback: Some("cb".into()),
         ..Default::default()
@@ -878,13 +850,7 @@ async fn panic_becomes_a_non_retryable_failure(b: TestBackend) {
             Ok(())
         }
     });
-    let engine = b
-        .engine()
-        .step(panics)
-        .backoff(fast_backoff())
-        .build()
-        .unwrap();
-    let worker = engine.worker().start().await.unwrap();
+    let (engine, worker) = start(b.engine().step(panics).backoff(fast_backoff())).await;
     let options = StepOptions {
         max_retries: 3,
         ..Default::default()
@@ -902,8 +868,7 @@ async fn panic_becomes_a_non_retryable_failure(b: TestBackend) {
 
 async fn template_error_names_step_and_param(b: TestBackend) {
     let calls = Calls::default();
-    let engine = b.engine().step(recorder("rec", &calls)).build().unwrap();
-    let worker = engine.worker().start().await.unwrap();
+    let (engine, worker) = start(b.engine().step(recorder("rec", &calls))).await;
     let t = task(
         "t",
         [step("hello", "rec").param("greeting", "hi {{ common.nobody }}")],
@@ -937,15 +902,14 @@ async fn templates_see_outputs_and_custom_filters(b: TestBackend) {
     let echo = step_fn("echo", |ctx| async move {
         Ok(ctx.param("text").unwrap().to_owned())
     });
-    let engine = b
-        .engine()
-        .step(produce)
-        .step(echo)
-        .filter("shout", |s: String| s.to_uppercase())
-        .function("twice", |n: i64| n * 2)
-        .build()
-        .unwrap();
-    let worker = engine.worker().start().await.unwrap();
+    let (engine, worker) = start(
+        b.engine()
+            .step(produce)
+            .step(echo)
+            .filter("shout", |s: String| s.to_uppercase())
+            .function("twice", |n: i64| n * 2),
+    )
+    .await;
     let text = "{{ steps.p.output.url | shout }} {{ twice(steps.p.output.n) }} {{ task.name }} {{ params.who }}";
     let mut t = task(
         "named",
@@ -962,12 +926,7 @@ async fn templates_see_outputs_and_custom_filters(b: TestBackend) {
 }
 
 async fn delays_are_relative_to_the_previous_step(b: TestBackend) {
-    let engine = b
-        .engine()
-        .step(step_fn("ok", |_ctx| async { Ok(()) }))
-        .build()
-        .unwrap();
-    let worker = engine.worker().start().await.unwrap();
+    let (engine, worker) = start(b.engine().step(step_fn("ok", |_ctx| async { Ok(()) }))).await;
     let delayed = StepOptions {
         delay_seconds: 1,
         ..Default::default()
@@ -1031,13 +990,12 @@ async fn long_polling_step_is_cancellable(b: TestBackend) {
             .await
         }
     });
-    let engine = b
-        .engine()
-        .step(poller)
-        .cancel_grace(Duration::from_secs(30))
-        .build()
-        .unwrap();
-    let worker = engine.worker().start().await.unwrap();
+    let (engine, worker) = start(
+        b.engine()
+            .step(poller)
+            .cancel_grace(Duration::from_secs(30)),
+    )
+    .await;
     let done = run_to_end(
         &engine,
         task("t", [step("a", "poller").param("until", "3")]),
@@ -1061,15 +1019,14 @@ async fn long_polling_step_is_cancellable(b: TestBackend) {
 }
 
 async fn listing_filters_sorts_and_pages(b: TestBackend) {
-    let engine = b
-        .engine()
-        .step(step_fn("ok", |_ctx| async { Ok(()) }))
-        .step(step_fn("boom", |_ctx| async {
-            Err::<(), _>(StepError::fatal("x"))
-        }))
-        .build()
-        .unwrap();
-    let worker = engine.worker().start().await.unwrap();
+    let (engine, worker) = start(
+        b.engine()
+            .step(step_fn("ok", |_ctx| async { Ok(()) }))
+            .step(step_fn("boom", |_ctx| async {
+                Err::<(), _>(StepError::fatal("x"))
+            })),
+    )
+    .await;
     let mut ids = Vec::new();
     for i in 0..12 {
         let info = TaskInfo {
@@ -1314,15 +1271,14 @@ async fn a_thousand_concurrent_tasks(b: TestBackend) {
 
 async fn panics_in_user_template_code_fail_the_step(b: TestBackend) {
     let calls = Calls::default();
-    let engine = b
-        .engine()
-        .step(recorder("rec", &calls))
-        .filter("boom", |_value: String| -> String {
-            panic!("filter exploded")
-        })
-        .build()
-        .unwrap();
-    let worker = engine.worker().start().await.unwrap();
+    let (engine, worker) = start(
+        b.engine()
+            .step(recorder("rec", &calls))
+            .filter("boom", |_value: String| -> String {
+                panic!("filter exploded")
+            }),
+    )
+    .await;
     let t = task("t", [step("a", "rec").param("x", "{{ 'v' | boom }}")]);
     let done = run_to_end(&engine, t).await;
     assert_eq!(done.status, TaskStatus::Failure);
@@ -1341,13 +1297,12 @@ async fn panics_in_user_template_code_fail_the_step(b: TestBackend) {
 async fn a_huge_backoff_does_not_break_the_worker(b: TestBackend) {
     let calls = Calls::default();
     let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let engine = b
-        .engine()
-        .step(flaky("flaky", &calls, fail))
-        .backoff(Backoff::fixed(Duration::MAX))
-        .build()
-        .unwrap();
-    let worker = engine.worker().start().await.unwrap();
+    let (engine, worker) = start(
+        b.engine()
+            .step(flaky("flaky", &calls, fail))
+            .backoff(Backoff::fixed(Duration::MAX)),
+    )
+    .await;
     let options = TaskOptions {
         max_execution_seconds: 1,
         ..Default::default()
