@@ -5,44 +5,41 @@
 
 use std::time::Duration;
 use taskflow::{
-    EngineBuilder, Step, StepError, StepOptions, Task, TaskInfo, TaskOptions, callback_fn, step_fn,
+    EngineBuilder, Step, StepContext, StepError, StepOptions, Task, TaskInfo, TaskOptions,
+    callback_fn, step_fn,
 };
 
 /// The task type of the example flow.
 pub(crate) const TASK_TYPE: &str = "provision-cluster";
 
+/// Sleeps for the step's `ms` param (the example's stand-in for real work).
+async fn pause(ctx: &StepContext) -> Result<(), StepError> {
+    let ms: u64 = ctx
+        .param("ms")
+        .unwrap_or("0")
+        .parse()
+        .map_err(StepError::fatal)?;
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    Ok(())
+}
+
 /// Registers the example's steps and callback.
 pub(crate) fn register(builder: EngineBuilder) -> EngineBuilder {
     let allocate = step_fn("allocate", |ctx| async move {
-        let ms: u64 = ctx
-            .param("ms")
-            .unwrap_or("0")
-            .parse()
-            .map_err(StepError::fatal)?;
-        tokio::time::sleep(Duration::from_millis(ms)).await;
+        pause(&ctx).await?;
         let cluster = format!("cluster-{}", &ctx.task_id()[..8]);
         ctx.set_common("cluster", cluster.clone());
         Ok(cluster)
     });
     let configure = step_fn("configure", |ctx| async move {
-        let ms: u64 = ctx
-            .param("ms")
-            .unwrap_or("0")
-            .parse()
-            .map_err(StepError::fatal)?;
-        tokio::time::sleep(Duration::from_millis(ms)).await;
+        pause(&ctx).await?;
         let cluster = ctx
             .common("cluster")
             .ok_or_else(|| StepError::fatal("no cluster allocated"))?;
         Ok(format!("{cluster} configured"))
     });
     let verify = step_fn("verify", |ctx| async move {
-        let ms: u64 = ctx
-            .param("ms")
-            .unwrap_or("0")
-            .parse()
-            .map_err(StepError::fatal)?;
-        tokio::time::sleep(Duration::from_millis(ms)).await;
+        pause(&ctx).await?;
         Ok(true)
     });
     let report = callback_fn("report", |outcome| async move {
