@@ -139,7 +139,7 @@ impl WorkerBuilder {
             retry_tx,
         });
         tracing::info!(worker = %shared.spec.worker_id, node = %shared.spec.node, queues = ?shared.spec.queues,
-            "worker started");
+            backend = shared.engine.inner.backend.name(), "worker started");
         let scheduler = tokio::spawn(schedule(Arc::clone(&shared), feed, retry_rx));
         Ok(Worker {
             shared,
