@@ -33,6 +33,9 @@ struct Args {
     /// Tiny sizes, to check that the benchmark still works (used by the test command; no figure is meaningful).
     #[arg(long)]
     smoke: bool,
+    /// Only the in-process runs (memory backend and tokio baseline): for profiling; prints their rows, no summary.
+    #[arg(long)]
+    memory_only: bool,
     /// Where etcd keeps its data (default: the system temp dir, on the normal disk, fsync on).
     #[arg(long)]
     data_root: Option<std::path::PathBuf>,
@@ -58,6 +61,17 @@ impl Sizes {
     }
 }
 
+/// The tokio baseline and taskflow on the memory backend. They take milliseconds: the best of several rounds,
+/// alternating, so that both see the same machine.
+async fn in_process(sizes: Sizes) -> (Duration, Duration) {
+    let (mut tokio_time, mut memory_time) = (Duration::MAX, Duration::MAX);
+    for _ in 0..MEMORY_ROUNDS {
+        tokio_time = tokio_time.min(memory::tokio_baseline(sizes).await);
+        memory_time = memory_time.min(memory::taskflow_memory(sizes).await);
+    }
+    (tokio_time, memory_time)
+}
+
 #[tokio::main]
 async fn main() {
     let mut args = Args::parse();
@@ -69,6 +83,17 @@ async fn main() {
         steps: args.steps,
         concurrency: args.concurrency,
     };
+    if args.memory_only {
+        let (tokio_time, memory_time) = in_process(sizes).await;
+        let (tokio_rate, memory_rate) = (
+            sizes.steps_per_second(tokio_time),
+            sizes.steps_per_second(memory_time),
+        );
+        println!("| tokio task chains (baseline) | {tokio_rate:.0} | {tokio_time:.2?} |");
+        println!("| taskflow on memory | {memory_rate:.0} | {memory_time:.2?} |");
+        println!("memory_ratio={:.3}", memory_rate / tokio_rate);
+        return;
+    }
     let data_root = args.data_root.clone().unwrap_or_else(std::env::temp_dir);
     println!(
         "taskflow benchmark: T={} tasks × S={} no-op steps, C={}; etcd data in {}",
@@ -90,12 +115,7 @@ async fn main() {
     );
     drop(server);
 
-    // In-process runs take milliseconds: the best of several, alternating, so that both see the same machine.
-    let (mut tokio_time, mut memory_time) = (Duration::MAX, Duration::MAX);
-    for _ in 0..MEMORY_ROUNDS {
-        tokio_time = tokio_time.min(memory::tokio_baseline(sizes).await);
-        memory_time = memory_time.min(memory::taskflow_memory(sizes).await);
-    }
+    let (tokio_time, memory_time) = in_process(sizes).await;
 
     let baseline_rate = sizes.steps_per_second(baseline_time);
     let etcd_rate = sizes.steps_per_second(etcd_time);
