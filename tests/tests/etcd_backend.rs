@@ -2,6 +2,7 @@
 //! retention, corrupt documents and an unreachable etcd. Run with `--features etcd`.
 #![cfg(feature = "etcd")]
 
+use std::sync::Arc;
 use std::time::Duration;
 use taskflow::backend::etcd::{EtcdBackend, EtcdConfig};
 use taskflow::backend::{ClaimToken, Commit, FeedEvent, Message, Transition, WorkerSpec};
@@ -62,9 +63,9 @@ async fn server() -> (EtcdServer, EtcdBackend) {
 async fn create_get_and_guards() {
     let (_server, backend) = server().await;
     let t = task("a", TaskOptions::default(), &[("s1", None), ("s2", None)]);
-    let revision = backend.create(&t).await.unwrap();
+    let revision = backend.create(&Arc::new(t.clone())).await.unwrap();
     assert!(matches!(
-        backend.create(&t).await,
+        backend.create(&Arc::new(t.clone())).await,
         Err(BackendError::AlreadyExists(_))
     ));
     let stored = backend.get(&t.task_id).await.unwrap().unwrap();
@@ -75,10 +76,11 @@ async fn create_get_and_guards() {
     // A stale revision is a conflict; the right one applies and returns the new revision.
     let mut next = t.clone();
     next.message = "changed".into();
+    let first = Message::of(&t);
     let transition = |expected: u64, task: &Task| Transition {
         task: task.clone().into(),
         expected_revision: expected,
-        previous: Message::of(&t),
+        previous: first.as_ref(),
         claim: None,
         release_claim: false,
         cancel: false,
@@ -108,7 +110,7 @@ async fn create_get_and_guards() {
     big.common_params
         .insert("blob".into(), "x".repeat(2 * 1024 * 1024));
     assert!(matches!(
-        backend.create(&big).await,
+        backend.create(&Arc::new(big.clone())).await,
         Err(BackendError::TooLarge { .. })
     ));
 }
@@ -121,7 +123,7 @@ async fn feed_claims_fencing_and_cancel() {
         TaskOptions::default(),
         &[("s1", None), ("s2", None)],
     );
-    backend.create(&early).await.unwrap();
+    backend.create(&Arc::new(early.clone())).await.unwrap();
     let (w1, mut f1) = backend
         .open_session(spec("w1", "n1", &["default"]))
         .await
@@ -140,7 +142,7 @@ async fn feed_claims_fencing_and_cancel() {
         TaskOptions::default(),
         &[("s1", None), ("s2", Some("n2"))],
     );
-    let r0 = backend.create(&t).await.unwrap();
+    let r0 = backend.create(&Arc::new(t.clone())).await.unwrap();
     let m = Message::of(&t).unwrap();
     assert_eq!(next(&mut f1).await, FeedEvent::Upsert(m.clone()));
     assert_eq!(next(&mut f2).await, FeedEvent::Upsert(m.clone()));
@@ -155,11 +157,11 @@ async fn feed_claims_fencing_and_cancel() {
     let mut done = t.clone();
     done.steps[0].status = taskflow::StepStatus::Success;
     done.current_step = "s2".into();
-    let commit = |task: &Task, expected: u64, token: &ClaimToken, release: bool| Transition {
+    let commit = |task: &Task, expected: u64, token, release| Transition {
         task: task.clone().into(),
         expected_revision: expected,
-        previous: Some(m.clone()),
-        claim: Some(token.clone()),
+        previous: Some(&m),
+        claim: Some(token),
         release_claim: release,
         cancel: false,
     };
@@ -203,7 +205,7 @@ async fn feed_claims_fencing_and_cancel() {
     let mut late = done.clone();
     late.message = "late".into();
     let stale = Transition {
-        previous: Some(m2.clone()),
+        previous: Some(&m2),
         ..commit(&late, r1, &claimed.token, true)
     };
     assert_eq!(backend.commit(&stale).await.unwrap(), Commit::Conflict);
@@ -216,7 +218,7 @@ async fn feed_claims_fencing_and_cancel() {
     let c3 = w2.claim(&m2).await.unwrap().expect("re-claim");
     assert!(c3.token.fence > c2.token.fence);
     let old = Transition {
-        previous: Some(m2.clone()),
+        previous: Some(&m2),
         ..commit(&late, r1, &c2.token, false)
     };
     assert_eq!(
@@ -231,7 +233,7 @@ async fn feed_claims_fencing_and_cancel() {
     let cancel = Transition {
         task: revoked.into(),
         expected_revision: r1,
-        previous: Some(m2.clone()),
+        previous: Some(&m2),
         claim: None,
         release_claim: false,
         cancel: true,
@@ -285,7 +287,7 @@ async fn queues_are_exact_and_nodes_private() {
             ..Default::default()
         };
         backend
-            .create(&task(queue, options, &[("s", None)]))
+            .create(&Arc::new(task(queue, options, &[("s", None)])))
             .await
             .unwrap();
     }
@@ -294,7 +296,7 @@ async fn queues_are_exact_and_nodes_private() {
         ..Default::default()
     };
     backend
-        .create(&task("n", options, &[("s", None)]))
+        .create(&Arc::new(task("n", options, &[("s", None)])))
         .await
         .unwrap();
     let options = TaskOptions {
@@ -302,7 +304,7 @@ async fn queues_are_exact_and_nodes_private() {
         ..Default::default()
     };
     backend
-        .create(&task("mine", options, &[("s", None)]))
+        .create(&Arc::new(task("mine", options, &[("s", None)])))
         .await
         .unwrap();
     let FeedEvent::Upsert(first) = next(&mut fa).await else {
@@ -320,7 +322,7 @@ async fn queues_are_exact_and_nodes_private() {
 async fn lost_lease_is_reported_and_the_session_recovers() {
     let (_server, backend) = server().await;
     let t = task("t", TaskOptions::default(), &[("s", None)]);
-    backend.create(&t).await.unwrap();
+    backend.create(&Arc::new(t.clone())).await.unwrap();
     let m = Message::of(&t).unwrap();
     let (w, mut feed) = backend
         .open_session(spec("lost", "n", &["default"]))
@@ -356,8 +358,8 @@ async fn lost_lease_is_reported_and_the_session_recovers() {
     let late = Transition {
         task: done.into(),
         expected_revision: claimed.task.as_ref().unwrap().revision,
-        previous: Some(m.clone()),
-        claim: Some(claimed.token.clone()),
+        previous: Some(&m),
+        claim: Some(&claimed.token),
         release_claim: true,
         cancel: false,
     };
@@ -387,7 +389,7 @@ async fn lost_lease_is_reported_and_the_session_recovers() {
 async fn corrupt_documents() {
     let (_server, backend) = server().await;
     let t = task("t", TaskOptions::default(), &[("s", None)]);
-    backend.create(&t).await.unwrap();
+    backend.create(&Arc::new(t.clone())).await.unwrap();
     let mut client = backend.client();
     client
         .put(backend.keys().task(&t.task_id), "{ not json", None)
@@ -424,7 +426,7 @@ async fn listing_and_wait_change() {
         } else {
             "odd".into()
         };
-        backend.create(&t).await.unwrap();
+        backend.create(&Arc::new(t.clone())).await.unwrap();
         ids.push(t.task_id.clone());
     }
     let page = backend
@@ -462,8 +464,9 @@ async fn listing_and_wait_change() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut done = stored.value.clone();
     done.status = TaskStatus::Success;
+    let previous = Message::of(&stored.value);
     let transition = Transition {
-        previous: Message::of(&stored.value),
+        previous: previous.as_ref(),
         task: done.into(),
         expected_revision: stored.revision,
         claim: None,
@@ -508,9 +511,9 @@ async fn ended_tasks_are_deleted_after_the_retention_by_an_elected_worker() {
         serde_json::from_value::<Task>(value).unwrap()
     };
     let old = ended("old");
-    backend.create(&old).await.unwrap();
+    backend.create(&Arc::new(old.clone())).await.unwrap();
     let running = task("running", TaskOptions::default(), &[("s", None)]);
-    backend.create(&running).await.unwrap();
+    backend.create(&Arc::new(running.clone())).await.unwrap();
     let summary = backend.keys().summary(&old.task_id);
     let mut client = backend.client();
     assert_eq!(
@@ -550,7 +553,7 @@ async fn ended_tasks_are_deleted_after_the_retention_by_an_elected_worker() {
     assert!(leader == "a" || leader == "b", "{leader}");
     // A task that ends now is kept until its retention passed.
     let fresh = ended("fresh");
-    backend.create(&fresh).await.unwrap();
+    backend.create(&Arc::new(fresh.clone())).await.unwrap();
     assert_eq!(backend.purge_expired().await.unwrap(), 0);
     assert!(backend.get(&fresh.task_id).await.unwrap().is_some());
     a.close().await.unwrap();
@@ -565,7 +568,7 @@ async fn a_feed_behind_a_compaction_resyncs_with_a_snapshot() {
     })
     .await;
     let first = task("first", TaskOptions::default(), &[("s", None)]);
-    backend.create(&first).await.unwrap();
+    backend.create(&Arc::new(first.clone())).await.unwrap();
     let (w, mut feed) = backend
         .open_session(spec("w", "n", &["default"]))
         .await
@@ -576,7 +579,7 @@ async fn a_feed_behind_a_compaction_resyncs_with_a_snapshot() {
     server.restart();
     let second = task("second", TaskOptions::default(), &[("s", None)]);
     let started = std::time::Instant::now();
-    while let Err(e) = backend.create(&second).await {
+    while let Err(e) = backend.create(&Arc::new(second.clone())).await {
         assert!(
             started.elapsed() < Duration::from_secs(2),
             "etcd did not come back: {e}"
@@ -642,7 +645,7 @@ async fn user_and_password_authentication() {
     assert!(config().connect().await.is_err());
     let authed = config().user("root", "rootpw").connect().await.unwrap();
     let t = task("auth", TaskOptions::default(), &[("s", None)]);
-    authed.create(&t).await.unwrap();
+    authed.create(&Arc::new(t.clone())).await.unwrap();
     let (w, mut feed) = authed
         .open_session(spec("w", "n", &["default"]))
         .await
@@ -709,7 +712,7 @@ async fn tls() {
         .await
         .unwrap();
     let t = task("tls", TaskOptions::default(), &[("s", None)]);
-    backend.create(&t).await.unwrap();
+    backend.create(&Arc::new(t.clone())).await.unwrap();
     let (w, mut feed) = backend
         .open_session(spec("w", "n", &["default"]))
         .await

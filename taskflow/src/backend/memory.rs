@@ -19,21 +19,93 @@ pub struct MemoryBackend {
 #[derive(Default)]
 struct State {
     revision: u64,
-    tasks: HashMap<String, Stored<Arc<Task>>>,
-    messages: HashMap<String, Message>,
-    /// Task id → (session, fence).
-    claims: HashMap<String, (u64, u64)>,
+    /// Everything about a task, by task id: one lookup per operation.
+    tasks: HashMap<String, Entry, foldhash::fast::RandomState>,
     sessions: HashMap<u64, SessionEntry>,
     next_session: u64,
-    /// Who waits for a change of a task (`wait_change`), by task id.
-    waiters: HashMap<String, Weak<Notify>>,
-    /// Who waits for a task to settle (`wait_settled`), by task id.
-    settle_waiters: HashMap<String, Weak<Notify>>,
+}
+
+/// One task: its document, its message, its claim and who waits on it.
+struct Entry {
+    doc: Stored<Arc<Task>>,
+    /// `Message::of(doc)`.
+    message: Option<Message>,
+    /// (session, fence) of the claim.
+    claim: Option<(u64, u64)>,
+    /// Whether sessions may hold `message` (announced or in a snapshot): they must then hear of its removal.
+    announced: bool,
+    /// Who waits for a change of the task (`wait_change`).
+    change: Weak<Notify>,
+    /// Who waits for the task to settle (`wait_settled`).
+    settle: Weak<Notify>,
+}
+
+impl Entry {
+    fn new(doc: Stored<Arc<Task>>) -> Self {
+        Self {
+            message: Message::of(&doc.value),
+            doc,
+            claim: None,
+            announced: false,
+            change: Weak::new(),
+            settle: Weak::new(),
+        }
+    }
+
+    /// Announces the message to the sessions serving its route, unless the task is claimed.
+    fn announce(&mut self, sessions: &mut HashMap<u64, SessionEntry>) {
+        if self.claim.is_some() {
+            return;
+        }
+        if let Some(message) = &self.message {
+            send(sessions, message, || FeedEvent::Upsert(message.clone()));
+            self.announced = true;
+        }
+    }
+
+    /// Replaces the message; sessions that may hold the old one hear of its removal.
+    fn replace_message(
+        &mut self,
+        next: Option<Message>,
+        sessions: &mut HashMap<u64, SessionEntry>,
+    ) {
+        if self.message == next {
+            return;
+        }
+        if self.announced
+            && let Some(old) = &self.message
+        {
+            let task_id = &old.task_id;
+            send(sessions, old, || FeedEvent::Remove {
+                task_id: task_id.clone(),
+            });
+        }
+        self.message = next;
+        self.announced = false;
+    }
 }
 
 struct SessionEntry {
     spec: WorkerSpec,
     feed: mpsc::UnboundedSender<FeedEvent>,
+}
+
+/// Sends an event about `message` to the sessions serving its route (dropping the sessions whose feed closed).
+fn send(
+    sessions: &mut HashMap<u64, SessionEntry>,
+    message: &Message,
+    event: impl Fn() -> FeedEvent,
+) {
+    sessions.retain(|_, session| {
+        !session.spec.serves(&message.route) || session.feed.send(event()).is_ok()
+    });
+}
+
+/// Wakes whoever waits on `notify`.
+fn wake(notify: &Weak<Notify>) {
+    if let Some(notify) = notify.upgrade() {
+        notify.notify_waiters();
+    }
 }
 
 impl MemoryBackend {
@@ -58,39 +130,32 @@ impl MemoryBackend {
         loop {
             let notify = {
                 let mut state = self.state();
-                match state.tasks.get(task_id) {
-                    None => return None,
-                    Some(stored) if ready(stored) => {
-                        let found = detach(stored);
-                        state.forget_waiter(kind, task_id);
-                        return Some(found);
-                    }
-                    Some(_) => {}
+                let entry = state.tasks.get_mut(task_id)?;
+                if ready(&entry.doc) {
+                    return Some(detach(&entry.doc));
                 }
-                let waiters = match kind {
-                    Wait::Change => &mut state.waiters,
-                    Wait::Settle => &mut state.settle_waiters,
+                let slot = match kind {
+                    Wait::Change => &mut entry.change,
+                    Wait::Settle => &mut entry.settle,
                 };
-                let existing = waiters.get(task_id).and_then(Weak::upgrade);
-                existing.unwrap_or_else(|| {
+                slot.upgrade().unwrap_or_else(|| {
                     let notify = Arc::new(Notify::new());
-                    waiters.insert(task_id.to_owned(), Arc::downgrade(&notify));
+                    *slot = Arc::downgrade(&notify);
                     notify
                 })
             };
             let notified = notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let changed = self.state().tasks.get(task_id).is_none_or(&ready);
+            let changed = self
+                .state()
+                .tasks
+                .get(task_id)
+                .is_none_or(|entry| ready(&entry.doc));
             if !changed {
                 notified.await;
             }
         }
-    }
-
-    fn bump(&self, state: &mut State) -> u64 {
-        state.revision += 1;
-        state.revision
     }
 }
 
@@ -99,17 +164,6 @@ impl MemoryBackend {
 enum Wait {
     Change,
     Settle,
-}
-
-fn wake(waiters: &mut HashMap<String, Weak<Notify>>, task_id: &str) {
-    if let Some(waiter) = waiters.get(task_id) {
-        match waiter.upgrade() {
-            Some(notify) => notify.notify_waiters(),
-            None => {
-                waiters.remove(task_id);
-            }
-        }
-    }
 }
 
 /// A copy of a stored task for a caller.
@@ -121,54 +175,17 @@ fn detach(stored: &Stored<Arc<Task>>) -> Stored<Task> {
 }
 
 impl State {
-    /// Drops the waiter entry of a task once nobody waits on it any more.
-    fn forget_waiter(&mut self, kind: Wait, task_id: &str) {
-        let waiters = match kind {
-            Wait::Change => &mut self.waiters,
-            Wait::Settle => &mut self.settle_waiters,
-        };
-        if waiters.get(task_id).is_some_and(|w| w.strong_count() == 0) {
-            waiters.remove(task_id);
-        }
-    }
-
-    /// Wakes whoever waits for a change of the task, and for its end if it settled.
-    fn wake(&mut self, task_id: &str, settled: bool) {
-        wake(&mut self.waiters, task_id);
-        if settled {
-            wake(&mut self.settle_waiters, task_id);
-        }
-    }
-
-    fn send(&mut self, route_of: &Message, event: &FeedEvent) {
-        self.sessions.retain(|_, session| {
-            if !session.spec.serves(&route_of.route) {
-                return true;
-            }
-            session.feed.send(event.clone()).is_ok()
-        });
-    }
-
-    /// Announces the task's message to the workers serving its route, if it is claimable.
-    fn announce(&mut self, task_id: &str) {
-        if self.claims.contains_key(task_id) {
-            return;
-        }
-        if let Some(message) = self.messages.get(task_id).cloned() {
-            self.send(&message, &FeedEvent::Upsert(message.clone()));
-        }
+    fn bump(&mut self) -> u64 {
+        self.revision += 1;
+        self.revision
     }
 
     fn release_claims_of(&mut self, session: u64) {
-        let released: Vec<String> = self
-            .claims
-            .iter()
-            .filter(|(_, (owner, _))| *owner == session)
-            .map(|(task, _)| task.clone())
-            .collect();
-        for task_id in released {
-            self.claims.remove(&task_id);
-            self.announce(&task_id);
+        for entry in self.tasks.values_mut() {
+            if entry.claim.is_some_and(|(owner, _)| owner == session) {
+                entry.claim = None;
+                entry.announce(&mut self.sessions);
+            }
         }
     }
 }
@@ -179,28 +196,28 @@ impl Backend for MemoryBackend {
         "memory"
     }
 
-    async fn create(&self, task: &Task) -> Result<u64, BackendError> {
-        let mut state = self.state();
+    async fn create(&self, task: &Arc<Task>) -> Result<u64, BackendError> {
+        let mut guard = self.state();
+        let state = &mut *guard;
         if state.tasks.contains_key(&task.task_id) {
             return Err(BackendError::AlreadyExists(task.task_id.clone()));
         }
-        let revision = self.bump(&mut state);
-        state.tasks.insert(
-            task.task_id.clone(),
-            Stored {
-                value: Arc::new(task.clone()),
-                revision,
-            },
-        );
-        if let Some(message) = Message::of(task) {
-            state.messages.insert(task.task_id.clone(), message);
-            state.announce(&task.task_id);
-        }
+        let revision = state.bump();
+        let mut entry = Entry::new(Stored {
+            value: Arc::clone(task),
+            revision,
+        });
+        entry.announce(&mut state.sessions);
+        state.tasks.insert(task.task_id.clone(), entry);
         Ok(revision)
     }
 
     async fn get(&self, task_id: &str) -> Result<Option<Stored<Task>>, BackendError> {
-        Ok(self.state().tasks.get(task_id).map(detach))
+        Ok(self
+            .state()
+            .tasks
+            .get(task_id)
+            .map(|entry| detach(&entry.doc)))
     }
 
     async fn list(&self, query: &TaskQuery) -> Result<TaskPage, BackendError> {
@@ -208,58 +225,44 @@ impl Backend for MemoryBackend {
             .state()
             .tasks
             .values()
-            .map(|s| Task::clone(&s.value))
+            .map(|entry| Task::clone(&entry.doc.value))
             .collect();
         Ok(query.apply(tasks))
     }
 
-    async fn commit(&self, t: &Transition) -> Result<Commit, BackendError> {
-        let mut state = self.state();
+    async fn commit(&self, t: &Transition<'_>) -> Result<Commit, BackendError> {
+        let mut guard = self.state();
+        let state = &mut *guard;
         let task_id = t.task.task_id.as_str();
-        let current = state.tasks.get(task_id).map(|s| s.revision);
-        if current != Some(t.expected_revision) {
+        let Some(entry) = state.tasks.get_mut(task_id) else {
+            return Ok(Commit::Conflict);
+        };
+        if entry.doc.revision != t.expected_revision {
             return Ok(Commit::Conflict);
         }
         if let Some(token) = &t.claim
-            && state.claims.get(task_id).map(|(_, fence)| *fence) != Some(token.fence)
+            && entry.claim.map(|(_, fence)| fence) != Some(token.fence)
         {
             return Ok(Commit::Conflict);
         }
-        let revision = self.bump(&mut state);
-        let next = Message::of(&t.task);
-        let settled = t.task.is_settled();
-        if let Some(stored) = state.tasks.get_mut(task_id) {
-            *stored = Stored {
-                value: Arc::clone(&t.task),
-                revision,
-            };
-        }
-        state.wake(task_id, settled);
-        let old = match next {
-            Some(next) => match state.messages.get_mut(task_id) {
-                Some(slot) => Some(std::mem::replace(slot, next)),
-                None => {
-                    state.messages.insert(task_id.to_owned(), next);
-                    None
-                }
-            },
-            None => state.messages.remove(task_id),
+        state.revision += 1;
+        let revision = state.revision;
+        entry.doc = Stored {
+            value: Arc::clone(&t.task),
+            revision,
         };
-        if let Some(old) = old.as_ref().or(t.previous.as_ref())
-            && state.messages.get(task_id) != Some(old)
-        {
-            let old = old.clone();
-            state.send(
-                &old,
-                &FeedEvent::Remove {
-                    task_id: task_id.to_owned(),
-                },
-            );
+        wake(&entry.change);
+        if t.task.is_settled() {
+            wake(&entry.settle);
         }
+        entry.replace_message(Message::of(&t.task), &mut state.sessions);
         if t.release_claim {
-            state.claims.remove(task_id);
+            entry.claim = None;
         }
-        state.announce(task_id);
+        // Announce a message that became claimable: a new one, or one given back with the claim.
+        if t.release_claim || !entry.announced {
+            entry.announce(&mut state.sessions);
+        }
         if t.cancel {
             let event = FeedEvent::Cancel {
                 task_id: task_id.to_owned(),
@@ -304,12 +307,16 @@ impl Backend for MemoryBackend {
         let mut state = self.state();
         state.next_session += 1;
         let id = state.next_session;
-        let snapshot: Vec<Message> = state
-            .messages
-            .values()
-            .filter(|m| spec.serves(&m.route) && !state.claims.contains_key(&m.task_id))
-            .cloned()
-            .collect();
+        let mut snapshot = Vec::new();
+        for entry in state.tasks.values_mut() {
+            if let Some(message) = &entry.message
+                && entry.claim.is_none()
+                && spec.serves(&message.route)
+            {
+                snapshot.push(message.clone());
+                entry.announced = true;
+            }
+        }
         let _ = feed.send(FeedEvent::Snapshot(snapshot));
         state.sessions.insert(id, SessionEntry { spec, feed });
         Ok((
@@ -331,36 +338,37 @@ struct MemorySession {
 #[async_trait::async_trait]
 impl Session for MemorySession {
     async fn claim(&self, message: &Message) -> Result<Option<Claimed>, BackendError> {
-        let mut state = self.backend.state();
+        let mut guard = self.backend.state();
+        let state = &mut *guard;
         if !state.sessions.contains_key(&self.id) {
             return Err(BackendError::SessionClosed("session closed".to_owned()));
         }
-        if state.claims.contains_key(&message.task_id)
-            || state.messages.get(&message.task_id) != Some(message)
-        {
-            return Ok(None);
-        }
-        let Some(stored) = state.tasks.get(&message.task_id).cloned() else {
+        let Some(entry) = state.tasks.get_mut(&message.task_id) else {
             return Ok(None);
         };
-        let fence = self.backend.bump(&mut state);
-        state
-            .claims
-            .insert(message.task_id.clone(), (self.id, fence));
+        if entry.claim.is_some() || entry.message.as_ref() != Some(message) {
+            return Ok(None);
+        }
+        state.revision += 1;
+        let fence = state.revision;
+        entry.claim = Some((self.id, fence));
         Ok(Some(Claimed {
             token: ClaimToken {
                 task_id: message.task_id.clone(),
                 fence,
             },
-            task: Ok(detach(&stored)),
+            task: Ok(entry.doc.clone()),
         }))
     }
 
     async fn release(&self, token: &ClaimToken) -> Result<(), BackendError> {
-        let mut state = self.backend.state();
-        if state.claims.get(&token.task_id) == Some(&(self.id, token.fence)) {
-            state.claims.remove(&token.task_id);
-            state.announce(&token.task_id);
+        let mut guard = self.backend.state();
+        let state = &mut *guard;
+        if let Some(entry) = state.tasks.get_mut(&token.task_id)
+            && entry.claim == Some((self.id, token.fence))
+        {
+            entry.claim = None;
+            entry.announce(&mut state.sessions);
         }
         Ok(())
     }

@@ -135,7 +135,7 @@ pub struct Claimed {
     /// The claim.
     pub token: ClaimToken,
     /// The task, or why its document cannot be read.
-    pub task: Result<Stored<Task>, CorruptTask>,
+    pub task: Result<Stored<Arc<Task>>, CorruptTask>,
 }
 
 /// A stored task document that does not parse.
@@ -155,15 +155,15 @@ pub struct CorruptTask {
 /// token. It stores `task`, deletes the message `previous` and stores [`Message::of`] the new document (one write if
 /// they share a key), optionally releases the claim, and optionally signals cancellation to whoever runs the task.
 #[derive(Debug, Clone)]
-pub struct Transition {
+pub struct Transition<'a> {
     /// The new document (shared: the worker keeps it as its current view).
     pub task: Arc<Task>,
     /// The revision the new document was derived from.
     pub expected_revision: u64,
     /// The message of the document at `expected_revision` (`Message::of` it).
-    pub previous: Option<Message>,
+    pub previous: Option<&'a Message>,
     /// Guard: the claim under which a worker commits (`None` for client operations such as cancel and retry).
-    pub claim: Option<ClaimToken>,
+    pub claim: Option<&'a ClaimToken>,
     /// Release the claim with the commit (otherwise the worker keeps it and continues with the next message).
     pub release_claim: bool,
     /// Tell the worker running this task to stop its step (cancel, timeout).
@@ -252,7 +252,7 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Stores a new task and its first message. Fails with [`BackendError::AlreadyExists`] if the id is taken and
     /// [`BackendError::TooLarge`] if the document exceeds the backend's limit.
-    async fn create(&self, task: &Task) -> Result<u64, BackendError>;
+    async fn create(&self, task: &Arc<Task>) -> Result<u64, BackendError>;
 
     /// Reads a task.
     async fn get(&self, task_id: &str) -> Result<Option<Stored<Task>>, BackendError>;
@@ -261,7 +261,7 @@ pub trait Backend: Send + Sync + 'static {
     async fn list(&self, query: &TaskQuery) -> Result<TaskPage, BackendError>;
 
     /// Applies a transition atomically (see [`Transition`]).
-    async fn commit(&self, transition: &Transition) -> Result<Commit, BackendError>;
+    async fn commit(&self, transition: &Transition<'_>) -> Result<Commit, BackendError>;
 
     /// Waits until the task's revision is greater than `after` and returns it (`None` if the task was deleted).
     async fn wait_change(

@@ -5,6 +5,7 @@ use crate::backend::{Commit, Message, Stored, TaskPage, TaskQuery, Transition, W
 use crate::error::{BackendError, Error, Result};
 use crate::model::{StepStatus, Task, TaskStatus};
 use chrono::Utc;
+use std::sync::Arc;
 use std::time::Duration;
 
 impl Engine {
@@ -25,6 +26,7 @@ impl Engine {
         if let Some(first) = task.step_mut(&task.current_step.clone()) {
             first.due_at = machine::due_time(first, now);
         }
+        let task = Arc::new(task);
         self.inner
             .backend
             .create(&task)
@@ -40,7 +42,7 @@ impl Engine {
         tracing::debug!(task_id = %task.task_id, task_type = %task.task_type, "task dispatched");
         metrics::counter!("taskflow_task_dispatched_total", "task_type" => task.task_type.clone())
             .increment(1);
-        Ok(task.task_id)
+        Ok(task.task_id.clone())
     }
 
     /// Rejects executors and callbacks nobody registered, and templates that do not parse.
@@ -222,9 +224,10 @@ impl Engine {
                 status: stored.value.status,
                 reason,
             })?;
+            let previous = Message::of(&stored.value);
             let transition = Transition {
-                previous: Message::of(&stored.value),
-                task: std::sync::Arc::new(task.clone()),
+                previous: previous.as_ref(),
+                task: Arc::new(task.clone()),
                 expected_revision: stored.revision,
                 claim: None,
                 release_claim: false,

@@ -430,6 +430,8 @@ struct Driver {
     shared: Arc<Shared>,
     token: ClaimToken,
     stored: Stored<Arc<Task>>,
+    /// An earlier revision of the document nobody else holds: the next draft reuses its buffers.
+    spare: Option<Task>,
     message: Message,
     /// Whether the claim is still held.
     holding: bool,
@@ -444,10 +446,7 @@ struct Driver {
 impl Driver {
     async fn start(shared: Arc<Shared>, message: Message, claimed: Claimed) {
         let stored = match claimed.task {
-            Ok(stored) => Stored {
-                value: Arc::new(stored.value),
-                revision: stored.revision,
-            },
+            Ok(stored) => stored,
             Err(corrupt) => return fail_corrupt(&shared, &message, &claimed.token, corrupt).await,
         };
         // Registered before anything is committed, so that a cancel arriving at any point reaches this driver.
@@ -462,6 +461,7 @@ impl Driver {
             shared,
             token: claimed.token,
             stored,
+            spare: None,
             message,
             holding: true,
             started: false,
@@ -511,7 +511,7 @@ impl Driver {
 
     async fn run_step(&mut self, index: usize, cancel: CancellationToken) -> Option<Message> {
         if !self.started {
-            let mut started = Task::clone(&self.stored.value);
+            let mut started = self.draft();
             machine::start_step(&mut started, index, Utc::now());
             if self.commit(started, false, false).await != Committed::Applied {
                 return None;
@@ -533,7 +533,8 @@ impl Driver {
             Err(Interrupt::Shutdown) => "INTERRUPTED",
         };
         metrics.finished(status, began.elapsed());
-        let mut task = Arc::unwrap_or_clone(task);
+        drop(task);
+        let mut task = self.draft();
         match result {
             Ok(outcome) => {
                 if let Outcome::Failure { error, .. } = &outcome {
@@ -638,7 +639,7 @@ impl Driver {
 
     /// Runs the callback of an ended task and records its result.
     async fn callback(&mut self) -> Option<Message> {
-        let task = Task::clone(&self.stored.value);
+        let task = self.draft();
         let pending =
             task.is_terminal() && !task.callback_name.is_empty() && task.callback_result.is_none();
         if !pending {
@@ -708,6 +709,17 @@ impl Driver {
         next
     }
 
+    /// A copy of the committed document to change, reusing the buffers of the spare revision when there is one.
+    fn draft(&mut self) -> Task {
+        match self.spare.take() {
+            Some(mut spare) => {
+                spare.clone_from(&self.stored.value);
+                spare
+            }
+            None => Task::clone(&self.stored.value),
+        }
+    }
+
     fn can_continue(&self, message: &Message, now: DateTime<Utc>) -> bool {
         !self.shared.stopping.is_cancelled()
             && self.shared.spec.serves(&message.route)
@@ -724,19 +736,26 @@ impl Driver {
         loop {
             let task_arc = Arc::new(task);
             let transition = Transition {
-                previous: Some(self.message.clone()),
+                previous: Some(&self.message),
                 task: Arc::clone(&task_arc),
                 expected_revision: self.stored.revision,
-                claim: Some(self.token.clone()),
+                claim: Some(&self.token),
                 release_claim: release,
                 cancel,
             };
-            match commit_with_retry(&self.shared, &transition).await {
+            let result = commit_with_retry(&self.shared, &transition).await;
+            drop(transition);
+            match result {
                 Ok(Commit::Applied { revision }) => {
-                    self.stored = Stored {
-                        value: task_arc,
-                        revision,
-                    };
+                    let previous = std::mem::replace(
+                        &mut self.stored,
+                        Stored {
+                            value: task_arc,
+                            revision,
+                        },
+                    );
+                    // Unless a step context or a reader still holds it, the old revision becomes the next draft.
+                    self.spare = Arc::try_unwrap(previous.value).ok();
                     if release {
                         self.holding = false;
                     }
@@ -811,7 +830,7 @@ enum Committed {
 /// Commits, retrying with back-off while the backend is unavailable (up to about a minute, or until shutdown).
 async fn commit_with_retry(
     shared: &Shared,
-    transition: &Transition,
+    transition: &Transition<'_>,
 ) -> Result<Commit, BackendError> {
     let mut delay = Duration::from_millis(50);
     let mut attempts = 0;
@@ -855,10 +874,10 @@ async fn fail_corrupt(
     );
     task.end = Some(now);
     let transition = Transition {
-        previous: Some(message.clone()),
+        previous: Some(message),
         task: Arc::new(task),
         expected_revision: corrupt.revision,
-        claim: Some(token.clone()),
+        claim: Some(token),
         release_claim: true,
         cancel: false,
     };

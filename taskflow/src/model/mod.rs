@@ -3,6 +3,24 @@
 //! The document is JSON-compatible with the reference (Go) framework's camelCase task document; the fields taskflow
 //! adds (routing, step outputs, attempts) are optional, so a reference document parses as-is.
 
+/// Implements `Clone` with a `clone_from` that reuses the target's buffers field by field: the engine recycles the
+/// previous revision of a document as the next draft, which saves its allocations on every step. Listing every field
+/// is enforced: `clone` builds the struct literally.
+macro_rules! clone_reusing_buffers {
+    ($ty:ident { $($field:ident),* $(,)? }) => {
+        impl Clone for $ty {
+            fn clone(&self) -> Self {
+                Self { $($field: self.$field.clone()),* }
+            }
+
+            fn clone_from(&mut self, source: &Self) {
+                let Self { $($field),* } = self;
+                $($field.clone_from(&source.$field);)*
+            }
+        }
+    };
+}
+
 mod options;
 mod payload;
 mod route;

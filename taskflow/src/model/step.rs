@@ -5,7 +5,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// One step of a task: which executor runs it, with which params, and how far it got.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Step {
     /// Unique name in the task.
@@ -80,6 +80,32 @@ pub struct Step {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub skipped: bool,
 }
+
+clone_reusing_buffers!(Step {
+    name,
+    alias,
+    executor,
+    params,
+    payload,
+    status,
+    message,
+    eta,
+    skip_on_failed,
+    retry_count,
+    max_retries,
+    execution_time,
+    max_execution_seconds,
+    start,
+    end,
+    last_update,
+    delay_seconds,
+    due_at,
+    node,
+    queue,
+    output,
+    attempt,
+    skipped,
+});
 
 fn is_zero(n: &u32) -> bool {
     *n == 0

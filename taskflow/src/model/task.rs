@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 /// A task: an ordered chain of [`Step`]s with shared variables, a status and an optional callback.
 ///
 /// Serialises to the reference framework's camelCase task document.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Task {
     /// Unique id (a UUID).
@@ -88,6 +88,33 @@ pub struct Task {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<String>,
 }
+
+clone_reusing_buffers!(Task {
+    task_id,
+    task_type,
+    task_name,
+    task_index,
+    task_index_type,
+    current_step,
+    steps,
+    callback_name,
+    callback_result,
+    callback_message,
+    common_params,
+    common_payload,
+    status,
+    message,
+    start,
+    end,
+    execution_time,
+    max_execution_seconds,
+    creator,
+    updater,
+    created_at,
+    last_update,
+    node,
+    queue,
+});
 
 impl Task {
     /// A new task without steps (the reference's `NewTask`): a fresh UUID, status INITIALIZING.

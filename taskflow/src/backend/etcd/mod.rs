@@ -354,7 +354,7 @@ impl Backend for EtcdBackend {
         "etcd"
     }
 
-    async fn create(&self, task: &Task) -> Result<u64, BackendError> {
+    async fn create(&self, task: &Arc<Task>) -> Result<u64, BackendError> {
         Self::check_id(&task.task_id)?;
         let inner = &self.inner;
         let keys = &inner.keys;
@@ -409,7 +409,7 @@ impl Backend for EtcdBackend {
         Ok(listing::list(&self.inner, query).await?)
     }
 
-    async fn commit(&self, t: &Transition) -> Result<Commit, BackendError> {
+    async fn commit(&self, t: &Transition<'_>) -> Result<Commit, BackendError> {
         let inner = &self.inner;
         let keys = &inner.keys;
         let task_id = t.task.task_id.clone();
@@ -449,7 +449,7 @@ impl Backend for EtcdBackend {
                 ops.push(TxnOp::delete(previous_key.clone(), None));
             }
             if let (Some(next), Some(next_key)) = (&next, next_key)
-                && t.previous.as_ref() != Some(next)
+                && t.previous != Some(next)
             {
                 let json = message_json(next);
                 bytes += json.len();

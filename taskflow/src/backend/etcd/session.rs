@@ -191,7 +191,7 @@ impl Session for EtcdSession {
         };
         let task = match serde_json::from_slice::<Task>(doc.value()) {
             Ok(value) => Ok(Stored {
-                value,
+                value: Arc::new(value),
                 revision: doc.mod_revision() as u64,
             }),
             Err(e) => Err(CorruptTask {
