@@ -28,8 +28,9 @@ struct State {
 /// One task: its document, its message, its claim and who waits on it.
 struct Entry {
     doc: Stored<Arc<Task>>,
-    /// `Message::of(doc)`.
-    message: Option<Message>,
+    /// `Message::of(doc)` once computed (`None` until then): the commits of a claimed task, whose messages nobody
+    /// else hears of, skip it.
+    message: Option<Option<Message>>,
     /// (session, fence) of the claim.
     claim: Option<(u64, u64)>,
     /// Whether sessions may hold `message` (announced or in a snapshot): they must then hear of its removal.
@@ -43,7 +44,7 @@ struct Entry {
 impl Entry {
     fn new(doc: Stored<Arc<Task>>) -> Self {
         Self {
-            message: Message::of(&doc.value),
+            message: None,
             doc,
             claim: None,
             announced: false,
@@ -52,35 +53,42 @@ impl Entry {
         }
     }
 
+    /// The task's message.
+    fn message(&mut self) -> Option<&Message> {
+        self.message
+            .get_or_insert_with(|| Message::of(&self.doc.value))
+            .as_ref()
+    }
+
     /// Announces the message to the sessions serving its route, unless the task is claimed.
     fn announce(&mut self, sessions: &mut HashMap<u64, SessionEntry>) {
         if self.claim.is_some() {
             return;
         }
-        if let Some(message) = &self.message {
+        if let Some(message) = self.message() {
             send(sessions, message, || FeedEvent::Upsert(message.clone()));
             self.announced = true;
         }
     }
 
-    /// Replaces the message; sessions that may hold the old one hear of its removal.
-    fn replace_message(
-        &mut self,
-        next: Option<Message>,
-        sessions: &mut HashMap<u64, SessionEntry>,
-    ) {
-        if self.message == next {
+    /// Follows a change of the document: if sessions heard of the old message and it changed, they hear of its
+    /// removal.
+    fn document_changed(&mut self, sessions: &mut HashMap<u64, SessionEntry>) {
+        if !self.announced {
+            self.message = None;
             return;
         }
-        if self.announced
-            && let Some(old) = &self.message
-        {
+        let next = Message::of(&self.doc.value);
+        if let Some(Some(old)) = &self.message {
+            if Some(old) == next.as_ref() {
+                return;
+            }
             let task_id = &old.task_id;
             send(sessions, old, || FeedEvent::Remove {
                 task_id: task_id.clone(),
             });
         }
-        self.message = next;
+        self.message = Some(next);
         self.announced = false;
     }
 }
@@ -255,7 +263,7 @@ impl Backend for MemoryBackend {
         if t.task.is_settled() {
             wake(&entry.settle);
         }
-        entry.replace_message(Message::of(&t.task), &mut state.sessions);
+        entry.document_changed(&mut state.sessions);
         if t.release_claim {
             entry.claim = None;
         }
@@ -309,8 +317,8 @@ impl Backend for MemoryBackend {
         let id = state.next_session;
         let mut snapshot = Vec::new();
         for entry in state.tasks.values_mut() {
-            if let Some(message) = &entry.message
-                && entry.claim.is_none()
+            if entry.claim.is_none()
+                && let Some(message) = entry.message()
                 && spec.serves(&message.route)
             {
                 snapshot.push(message.clone());
@@ -346,7 +354,7 @@ impl Session for MemorySession {
         let Some(entry) = state.tasks.get_mut(&message.task_id) else {
             return Ok(None);
         };
-        if entry.claim.is_some() || entry.message.as_ref() != Some(message) {
+        if entry.claim.is_some() || entry.message() != Some(message) {
             return Ok(None);
         }
         state.revision += 1;

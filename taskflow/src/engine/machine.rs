@@ -56,12 +56,12 @@ pub(crate) fn start_step(task: &mut Task, index: usize, now: DateTime<Utc>) {
     step.attempt += 1;
     step.start = Some(now);
     step.end = None;
-    step.message = "step ready to run".to_owned();
+    set(&mut step.message, "step ready to run");
     step.last_update = Some(now);
-    task.current_step = step.name.clone();
+    task.current_step.clone_from(&step.name);
     task.status = TaskStatus::Running;
     task.start.get_or_insert(now);
-    task.message = "task running".to_owned();
+    set(&mut task.message, "task running");
     task.last_update = Some(now);
 }
 
@@ -92,11 +92,13 @@ pub(crate) fn finish_step(
     step.end = Some(now);
     step.last_update = Some(now);
     step.execution_time = step.start.map_or(0, |start| millis_between(start, now));
-    let name = step.name.clone();
     match outcome {
         Outcome::Success(output, writes) => {
             step.status = StepStatus::Success;
-            step.message = format!("step {name} running successfully");
+            set(
+                &mut step.message,
+                format_args!("step {} running successfully", step.name),
+            );
             step.output = Some(output);
             step.due_at = None;
             if let Some(payload) = writes.payload {
@@ -106,7 +108,11 @@ pub(crate) fn finish_step(
             if let Some(payload) = writes.common_payload {
                 task.common_payload = payload;
             }
-            task.message = format!("step {name} running successfully");
+            let name = &task.steps[index].name;
+            set(
+                &mut task.message,
+                format_args!("step {name} running successfully"),
+            );
             advance(task, index, now);
         }
         Outcome::Failure { error, retryable } => {
@@ -120,7 +126,11 @@ pub(crate) fn finish_step(
             } else {
                 String::new()
             };
-            step.message = format!("running failed, err={error}{counts}");
+            set(
+                &mut step.message,
+                format_args!("running failed, err={error}{counts}"),
+            );
+            let name = step.name.clone();
             if retries_left {
                 let delay = backoff.delay(step.retry_count);
                 step.retry_count += 1;
@@ -158,13 +168,20 @@ fn advance(task: &mut Task, index: usize, now: DateTime<Utc>) {
     match task.steps.get_mut(index + 1) {
         Some(next) => {
             next.due_at = due_time(next, now);
-            task.current_step = next.name.clone();
+            task.current_step.clone_from(&next.name);
         }
         None => {
-            task.message = SUCCESS_MESSAGE.to_owned();
+            set(&mut task.message, SUCCESS_MESSAGE);
             end(task, TaskStatus::Success, now);
         }
     }
+}
+
+/// Overwrites `target` with `text`, reusing its buffer (the engine recycles documents from one revision to the next).
+fn set(target: &mut String, text: impl std::fmt::Display) {
+    use std::fmt::Write;
+    target.clear();
+    let _ = write!(target, "{text}");
 }
 
 /// When a step becomes due once its predecessor ended at `now`: its absolute ETA, else `now` + its delay.

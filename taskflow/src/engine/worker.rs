@@ -136,6 +136,8 @@ impl WorkerBuilder {
             tracker: TaskTracker::new(),
             permits: Arc::new(Semaphore::new(self.concurrency)),
             metrics: MetricsCache::default(),
+            spares: Mutex::new(Vec::with_capacity(self.concurrency)),
+            concurrency: self.concurrency,
             retry_tx,
         });
         tracing::info!(worker = %shared.spec.worker_id, node = %shared.spec.node, queues = ?shared.spec.queues,
@@ -226,11 +228,20 @@ struct Shared {
     tracker: TaskTracker,
     permits: Arc<Semaphore>,
     metrics: MetricsCache,
+    /// Documents no longer referenced by anyone, kept (up to `concurrency`) so that drafts reuse their buffers.
+    spares: Mutex<Vec<Arc<Task>>>,
+    concurrency: usize,
     /// Messages to look at again later (a claim failed on a backend error).
     retry_tx: mpsc::UnboundedSender<Message>,
 }
 
 impl Shared {
+    fn spares(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Task>>> {
+        self.spares
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, CancellationToken)>> {
         self.running
             .lock()
@@ -431,7 +442,7 @@ struct Driver {
     token: ClaimToken,
     stored: Stored<Arc<Task>>,
     /// An earlier revision of the document nobody else holds: the next draft reuses its buffers.
-    spare: Option<Task>,
+    spare: Option<Arc<Task>>,
     message: Message,
     /// Whether the claim is still held.
     holding: bool,
@@ -457,11 +468,12 @@ impl Driver {
         shared
             .running()
             .insert(message.task_id.clone(), (id, cancel.clone()));
+        let spare = shared.spares().pop();
         let mut driver = Driver {
             shared,
             token: claimed.token,
             stored,
-            spare: None,
+            spare,
             message,
             holding: true,
             started: false,
@@ -477,13 +489,19 @@ impl Driver {
             running.remove(&driver.token.task_id);
         }
         drop(running);
+        if let Some(spare) = driver.spare.take() {
+            let mut spares = driver.shared.spares();
+            if spares.len() < driver.shared.concurrency {
+                spares.push(spare);
+            }
+        }
         driver.shared.driver_ended.notify_waiters();
     }
 
     async fn drive(&mut self) {
         loop {
-            let next = match self.message.work.clone() {
-                Work::Step { step, .. } => self.step(&step).await,
+            let next = match self.message.work {
+                Work::Step { .. } => self.step().await,
                 Work::Callback { .. } => self.callback().await,
             };
             match next {
@@ -499,11 +517,14 @@ impl Driver {
     }
 
     /// Runs (or times out, or skips) the claimed step; returns the next message to handle here.
-    async fn step(&mut self, name: &str) -> Option<Message> {
+    async fn step(&mut self) -> Option<Message> {
         let can_run = self.shared.spec.can_run(&self.message.work);
+        let Work::Step { step: name, .. } = &self.message.work else {
+            return None;
+        };
         match machine::plan(&self.stored.value, name, Utc::now(), can_run) {
             Plan::Release => None,
-            Plan::Commit(task) => self.commit_and_continue(*task, false).await,
+            Plan::Commit(task) => self.commit_and_continue(Arc::new(*task), false).await,
             Plan::Run(_) if self.cancel.is_cancelled() => None,
             Plan::Run(index) => self.run_step(index, self.cancel.child_token()).await,
         }
@@ -512,7 +533,7 @@ impl Driver {
     async fn run_step(&mut self, index: usize, cancel: CancellationToken) -> Option<Message> {
         if !self.started {
             let mut started = self.draft();
-            machine::start_step(&mut started, index, Utc::now());
+            machine::start_step(Arc::make_mut(&mut started), index, Utc::now());
             if self.commit(started, false, false).await != Committed::Applied {
                 return None;
             }
@@ -541,7 +562,7 @@ impl Driver {
                     tracing::warn!(step = %task.steps[index].name, error, "step failed");
                 }
                 machine::finish_step(
-                    &mut task,
+                    Arc::make_mut(&mut task),
                     index,
                     outcome,
                     Utc::now(),
@@ -550,7 +571,7 @@ impl Driver {
                 self.commit_and_continue(task, false).await
             }
             Err(Interrupt::TaskTimeout) => {
-                machine::time_out(&mut task, Utc::now());
+                machine::time_out(Arc::make_mut(&mut task), Utc::now());
                 self.commit_and_continue(task, true).await
             }
             Err(Interrupt::Cancelled | Interrupt::Shutdown) => None,
@@ -654,7 +675,7 @@ impl Driver {
         let outcome = TaskOutcome {
             status: task.status,
             error: (task.status != TaskStatus::Success).then(|| task.message.clone()),
-            task: task.clone(),
+            task: Task::clone(&task),
         };
         let span =
             tracing::info_span!("callback", callback = %task.callback_name, status = %task.status);
@@ -673,13 +694,13 @@ impl Driver {
             tracing::warn!(callback = %task.callback_name, error, "callback failed");
         }
         let mut done = task;
-        machine::record_callback(&mut done, result, Utc::now());
+        machine::record_callback(Arc::make_mut(&mut done), result, Utc::now());
         self.commit_and_continue(done, false).await
     }
 
     /// Commits a new document. If its next message can run here at once, keeps the claim (marking a next step
     /// started in the same commit) and returns that message.
-    async fn commit_and_continue(&mut self, mut task: Task, cancel: bool) -> Option<Message> {
+    async fn commit_and_continue(&mut self, mut task: Arc<Task>, cancel: bool) -> Option<Message> {
         let now = Utc::now();
         let mut next = Message::of(&task).filter(|m| self.can_continue(m, now));
         let mut started = false;
@@ -687,7 +708,7 @@ impl Driver {
             && let Work::Step { step, .. } = &message.work
             && let Plan::Run(index) = machine::plan(&task, step, now, true)
         {
-            machine::start_step(&mut task, index, now);
+            machine::start_step(Arc::make_mut(&mut task), index, now);
             // Starting sets the task's start (the first time), hence its deadline; nothing else of the message moves.
             message.deadline = task.deadline();
             started = true;
@@ -710,13 +731,13 @@ impl Driver {
     }
 
     /// A copy of the committed document to change, reusing the buffers of the spare revision when there is one.
-    fn draft(&mut self) -> Task {
+    fn draft(&mut self) -> Arc<Task> {
         match self.spare.take() {
             Some(mut spare) => {
-                spare.clone_from(&self.stored.value);
+                Arc::make_mut(&mut spare).clone_from(&self.stored.value);
                 spare
             }
-            None => Task::clone(&self.stored.value),
+            None => Arc::new(Task::clone(&self.stored.value)),
         }
     }
 
@@ -731,13 +752,12 @@ impl Driver {
     ///
     /// A document the backend refuses as too large is replaced by the last committed one with the current step
     /// failed (non-retryable) for that reason — its output and writes dropped — committed with the claim released.
-    async fn commit(&mut self, task: Task, release: bool, cancel: bool) -> Committed {
+    async fn commit(&mut self, task: Arc<Task>, release: bool, cancel: bool) -> Committed {
         let (mut task, mut release, mut replaced) = (task, release, false);
         loop {
-            let task_arc = Arc::new(task);
             let transition = Transition {
                 previous: Some(&self.message),
-                task: Arc::clone(&task_arc),
+                task: Arc::clone(&task),
                 expected_revision: self.stored.revision,
                 claim: Some(&self.token),
                 release_claim: release,
@@ -747,15 +767,17 @@ impl Driver {
             drop(transition);
             match result {
                 Ok(Commit::Applied { revision }) => {
-                    let previous = std::mem::replace(
+                    let mut previous = std::mem::replace(
                         &mut self.stored,
                         Stored {
-                            value: task_arc,
+                            value: task,
                             revision,
                         },
                     );
                     // Unless a step context or a reader still holds it, the old revision becomes the next draft.
-                    self.spare = Arc::try_unwrap(previous.value).ok();
+                    if Arc::get_mut(&mut previous.value).is_some() {
+                        self.spare = Some(previous.value);
+                    }
                     if release {
                         self.holding = false;
                     }
@@ -777,7 +799,7 @@ impl Driver {
                         limit,
                         "the task document is too large; failing the step"
                     );
-                    task = self.oversized(size, limit);
+                    task = Arc::new(self.oversized(size, limit));
                     (release, replaced) = (true, true);
                 }
                 Err(e) => {
