@@ -132,3 +132,37 @@ fn validation_lists_every_problem() {
             .contains("task steps empty")
     );
 }
+
+/// `clone_from` (which the engine uses to recycle documents) must copy every field, whatever the target held.
+#[test]
+fn clone_from_copies_every_field() {
+    let reference: Task = serde_json::from_str(REFERENCE_DOCUMENT).unwrap();
+    let mut rich = reference.clone();
+    rich.common_params.insert("k".into(), "v".into());
+    rich.common_payload = serde_json::json!({"a": [1, 2]});
+    rich.node = Some("n1".into());
+    for (i, step) in rich.steps.iter_mut().enumerate() {
+        step.output = Some(serde_json::json!({ "i": i }));
+        step.params
+            .insert("p".into(), format!("{{{{ params.x{i} }}}}"));
+        step.payload = serde_json::json!([i]);
+        step.queue = Some(format!("q{i}"));
+        step.attempt = 3;
+        step.skipped = true;
+    }
+    rich.add_step(Step::new("extra", "exec", StepOptions::default()));
+    let plain = Task::new(TaskInfo::default(), TaskOptions::default()).with_step(Step::new(
+        "only",
+        "other",
+        StepOptions::default(),
+    ));
+    for (target, source) in [(&plain, &rich), (&rich, &plain), (&reference, &rich)] {
+        let mut recycled = target.clone();
+        recycled.clone_from(source);
+        assert_eq!(&recycled, source);
+        assert_eq!(
+            serde_json::to_value(&recycled).unwrap(),
+            serde_json::to_value(source).unwrap()
+        );
+    }
+}

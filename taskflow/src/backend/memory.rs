@@ -4,6 +4,7 @@ use super::{
     Backend, ClaimToken, Claimed, Commit, FeedEvent, Message, Session, Stored, TaskPage, TaskQuery,
     Transition, WorkerSpec,
 };
+use crate::FastMap;
 use crate::error::BackendError;
 use crate::model::Task;
 use std::collections::HashMap;
@@ -20,7 +21,7 @@ pub struct MemoryBackend {
 struct State {
     revision: u64,
     /// Everything about a task, by task id: one lookup per operation.
-    tasks: HashMap<String, Entry, foldhash::fast::RandomState>,
+    tasks: FastMap<String, Entry>,
     sessions: HashMap<u64, SessionEntry>,
     next_session: u64,
 }

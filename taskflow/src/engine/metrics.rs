@@ -2,17 +2,46 @@
 //!
 //! Install the `metrics` recorder before starting workers: handles registered earlier stay no-ops.
 
+use crate::FastMap;
 use metrics::{Counter, Gauge, Histogram};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+/// How a step attempt ended, as the `status` label says.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum StepEnd {
+    Success,
+    Failure,
+    Revoked,
+    Timeout,
+    Interrupted,
+}
+
+impl StepEnd {
+    const ALL: [StepEnd; 5] = [
+        StepEnd::Success,
+        StepEnd::Failure,
+        StepEnd::Revoked,
+        StepEnd::Timeout,
+        StepEnd::Interrupted,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            StepEnd::Success => "SUCCESS",
+            StepEnd::Failure => "FAILURE",
+            StepEnd::Revoked => "REVOKED",
+            StepEnd::Timeout => "TIMEOUT",
+            StepEnd::Interrupted => "INTERRUPTED",
+        }
+    }
+}
+
 /// Handles of one (task type, executor).
 pub(crate) struct StepMetrics {
-    task_type: String,
-    executor: String,
     running: Gauge,
-    outcomes: Mutex<HashMap<&'static str, (Counter, Histogram)>>,
+    /// Count and duration, by [`StepEnd`].
+    outcomes: [(Counter, Histogram); 5],
 }
 
 impl StepMetrics {
@@ -21,21 +50,10 @@ impl StepMetrics {
         self.running.increment(1.0);
     }
 
-    /// A step attempt ended with `status` after `elapsed`.
-    pub(crate) fn finished(&self, status: &'static str, elapsed: Duration) {
+    /// A step attempt ended after `elapsed`.
+    pub(crate) fn finished(&self, end: StepEnd, elapsed: Duration) {
         self.running.decrement(1.0);
-        let mut outcomes = self.outcomes.lock().unwrap_or_else(PoisonError::into_inner);
-        let (count, duration) = outcomes.entry(status).or_insert_with(|| {
-            let labels = [
-                ("task_type", self.task_type.clone()),
-                ("executor", self.executor.clone()),
-                ("status", status.to_owned()),
-            ];
-            (
-                metrics::counter!("taskflow_step_execute_total", &labels),
-                metrics::histogram!("taskflow_step_execute_duration_seconds", &labels),
-            )
-        });
+        let (count, duration) = &self.outcomes[end as usize];
         count.increment(1);
         duration.record(elapsed.as_secs_f64());
     }
@@ -44,7 +62,7 @@ impl StepMetrics {
 /// The handles of every (task type, executor) a worker ran.
 #[derive(Default)]
 pub(crate) struct MetricsCache {
-    steps: Mutex<HashMap<String, HashMap<String, Arc<StepMetrics>>>>,
+    steps: Mutex<FastMap<String, FastMap<String, Arc<StepMetrics>>>>,
 }
 
 impl MetricsCache {
@@ -61,11 +79,20 @@ impl MetricsCache {
             ("task_type", task_type.to_owned()),
             ("executor", executor.to_owned()),
         ];
+        let outcomes = StepEnd::ALL.map(|end| {
+            let labels = [
+                ("task_type", task_type.to_owned()),
+                ("executor", executor.to_owned()),
+                ("status", end.label().to_owned()),
+            ];
+            (
+                metrics::counter!("taskflow_step_execute_total", &labels),
+                metrics::histogram!("taskflow_step_execute_duration_seconds", &labels),
+            )
+        });
         let handles = Arc::new(StepMetrics {
-            task_type: task_type.to_owned(),
-            executor: executor.to_owned(),
             running: metrics::gauge!("taskflow_step_running", &labels),
-            outcomes: Mutex::default(),
+            outcomes,
         });
         steps
             .entry(task_type.to_owned())

@@ -6,7 +6,8 @@
 
 use super::Engine;
 use super::machine::{self, Outcome, Plan};
-use super::metrics::MetricsCache;
+use super::metrics::{MetricsCache, StepEnd};
+use crate::FastMap;
 use crate::backend::{
     ClaimToken, Claimed, Commit, CorruptTask, FeedEvent, Message, Session, Stored, Transition,
     Work, WorkerSpec,
@@ -18,7 +19,7 @@ use crate::model::{StepStatus, Task, TaskInfo, TaskOptions, TaskStatus};
 use crate::time::until;
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -216,7 +217,7 @@ struct Shared {
     spec: WorkerSpec,
     session: Arc<dyn Session>,
     /// The drivers running here, by task id: (driver id, the driver's cancellation token).
-    running: Mutex<HashMap<String, (u64, CancellationToken)>>,
+    running: Mutex<FastMap<String, (u64, CancellationToken)>>,
     /// The id of the next driver.
     next_driver: std::sync::atomic::AtomicU64,
     /// Notified whenever a driver ends (for [`Worker::idle`]).
@@ -242,7 +243,7 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, CancellationToken)>> {
+    fn running(&self) -> std::sync::MutexGuard<'_, FastMap<String, (u64, CancellationToken)>> {
         self.running
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -252,7 +253,7 @@ impl Shared {
 /// The messages a worker knows, ordered by when to look at them.
 #[derive(Default)]
 struct Pending {
-    by_task: HashMap<String, (DateTime<Utc>, Message)>,
+    by_task: FastMap<String, (DateTime<Utc>, Message)>,
     order: BTreeSet<(DateTime<Utc>, String)>,
 }
 
@@ -547,11 +548,11 @@ impl Driver {
         metrics.started();
         let result = self.attempt(&task, index, cancel).instrument(span).await;
         let status = match &result {
-            Ok(Outcome::Success(..)) => "SUCCESS",
-            Ok(Outcome::Failure { .. }) => "FAILURE",
-            Err(Interrupt::Cancelled) => "REVOKED",
-            Err(Interrupt::TaskTimeout) => "TIMEOUT",
-            Err(Interrupt::Shutdown) => "INTERRUPTED",
+            Ok(Outcome::Success(..)) => StepEnd::Success,
+            Ok(Outcome::Failure { .. }) => StepEnd::Failure,
+            Err(Interrupt::Cancelled) => StepEnd::Revoked,
+            Err(Interrupt::TaskTimeout) => StepEnd::Timeout,
+            Err(Interrupt::Shutdown) => StepEnd::Interrupted,
         };
         metrics.finished(status, began.elapsed());
         drop(task);

@@ -85,8 +85,6 @@ clone_reusing_buffers!(Step {
     name,
     alias,
     executor,
-    params,
-    payload,
     status,
     message,
     eta,
@@ -102,9 +100,12 @@ clone_reusing_buffers!(Step {
     due_at,
     node,
     queue,
-    output,
     attempt,
     skipped,
+} unless_equal {
+    params,
+    payload,
+    output,
 });
 
 fn is_zero(n: &u32) -> bool {

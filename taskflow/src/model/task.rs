@@ -100,8 +100,6 @@ clone_reusing_buffers!(Task {
     callback_name,
     callback_result,
     callback_message,
-    common_params,
-    common_payload,
     status,
     message,
     start,
@@ -114,6 +112,9 @@ clone_reusing_buffers!(Task {
     last_update,
     node,
     queue,
+} unless_equal {
+    common_params,
+    common_payload,
 });
 
 impl Task {
