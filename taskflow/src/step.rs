@@ -7,6 +7,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 
 /// A registered step executor: builds [`Step`]s and does their work.
 ///
@@ -142,13 +143,13 @@ where
     T: Serialize,
 {
     let name = name.into();
-    let step_name = name.clone();
+    let step_name: Arc<str> = Arc::from(name.as_str());
     FnStep {
         name,
         options: StepOptions::default(),
         run: Box::new(move |ctx| {
             let future = run(ctx);
-            let step_name = step_name.clone();
+            let step_name = Arc::clone(&step_name);
             Box::pin(async move {
                 let value = future.await?;
                 crate::__private::to_output(&step_name, &value)

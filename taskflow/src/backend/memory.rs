@@ -67,13 +67,13 @@ impl Entry {
             return;
         }
         if let Some(message) = self.message() {
-            send(sessions, message, || FeedEvent::Upsert(message.clone()));
+            send(sessions, message, None, || FeedEvent::Upsert(message.clone()));
             self.announced = true;
         }
     }
 
     /// Follows a change of the document: if sessions heard of the old message and it changed, they hear of its
-    /// removal.
+    /// removal — except the claim holder, which took the message off its list when it claimed it.
     fn document_changed(&mut self, sessions: &mut HashMap<u64, SessionEntry>) {
         if !self.announced {
             self.message = None;
@@ -84,9 +84,9 @@ impl Entry {
             if Some(old) == next.as_ref() {
                 return;
             }
-            let task_id = &old.task_id;
-            send(sessions, old, || FeedEvent::Remove {
-                task_id: task_id.clone(),
+            let holder = self.claim.map(|(session, _)| session);
+            send(sessions, old, holder, || FeedEvent::Remove {
+                task_id: old.task_id.clone(),
             });
         }
         self.message = Some(next);
@@ -99,14 +99,18 @@ struct SessionEntry {
     feed: mpsc::UnboundedSender<FeedEvent>,
 }
 
-/// Sends an event about `message` to the sessions serving its route (dropping the sessions whose feed closed).
+/// Sends an event about `message` to the sessions serving its route but `skip` (dropping the sessions whose feed
+/// closed).
 fn send(
     sessions: &mut HashMap<u64, SessionEntry>,
     message: &Message,
+    skip: Option<u64>,
     event: impl Fn() -> FeedEvent,
 ) {
-    sessions.retain(|_, session| {
-        !session.spec.serves(&message.route) || session.feed.send(event()).is_ok()
+    sessions.retain(|id, session| {
+        Some(*id) == skip
+            || !session.spec.serves(&message.route)
+            || session.feed.send(event()).is_ok()
     });
 }
 

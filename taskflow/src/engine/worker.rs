@@ -337,7 +337,13 @@ async fn schedule(
             biased;
             () = shared.stopping.cancelled() => break,
             event = feed.recv() => match event {
-                Some(event) => apply(&shared, &mut pending, event),
+                Some(event) => {
+                    apply(&shared, &mut pending, event);
+                    // Whatever else arrived meanwhile, in one go.
+                    while let Ok(event) = feed.try_recv() {
+                        apply(&shared, &mut pending, event);
+                    }
+                }
                 None => {
                     tracing::warn!(worker = %shared.spec.worker_id, "feed closed");
                     break;
@@ -451,7 +457,8 @@ struct Driver {
     started: bool,
     /// This driver's id (its entry in `Shared::running`).
     id: u64,
-    /// Cancelled when the task is cancelled or the session is lost; each attempt runs under a child token.
+    /// Cancelled when the task is cancelled or the session is lost, and by the driver when it drops an attempt
+    /// (step timeout): the attempt's context observes it. Renewed after an attempt the driver cancelled itself.
     cancel: CancellationToken,
 }
 
@@ -527,7 +534,7 @@ impl Driver {
             Plan::Release => None,
             Plan::Commit(task) => self.commit_and_continue(Arc::new(*task), false).await,
             Plan::Run(_) if self.cancel.is_cancelled() => None,
-            Plan::Run(index) => self.run_step(index, self.cancel.child_token()).await,
+            Plan::Run(index) => self.run_step(index, self.cancel.clone()).await,
         }
     }
 
@@ -556,6 +563,9 @@ impl Driver {
         };
         metrics.finished(status, began.elapsed());
         drop(task);
+        if matches!(result, Ok(_) | Err(Interrupt::TaskTimeout)) && self.cancel.is_cancelled() {
+            self.renew_cancel();
+        }
         let mut task = self.draft();
         match result {
             Ok(outcome) => {
@@ -729,6 +739,19 @@ impl Driver {
             next.as_ref().and_then(|_| Message::of(&self.stored.value))
         );
         next
+    }
+
+    /// Replaces the cancellation token after the driver cancelled an attempt itself (its step timed out), so that
+    /// what follows runs under a fresh one. A user's cancel racing with this is not lost: it is committed (REVOKED),
+    /// so this driver's next commit is rejected.
+    fn renew_cancel(&mut self) {
+        let fresh = CancellationToken::new();
+        if let Some((id, token)) = self.shared.running().get_mut(&self.token.task_id)
+            && *id == self.id
+        {
+            *token = fresh.clone();
+        }
+        self.cancel = fresh;
     }
 
     /// A copy of the committed document to change, reusing the buffers of the spare revision when there is one.
