@@ -67,7 +67,9 @@ impl Entry {
             return;
         }
         if let Some(message) = self.message() {
-            send(sessions, message, None, || FeedEvent::Upsert(message.clone()));
+            send(sessions, message, None, || {
+                FeedEvent::Upsert(message.clone())
+            });
             self.announced = true;
         }
     }
