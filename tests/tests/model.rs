@@ -156,13 +156,27 @@ fn clone_from_copies_every_field() {
         "other",
         StepOptions::default(),
     ));
-    for (target, source) in [(&plain, &rich), (&rich, &plain), (&reference, &rich)] {
+    // `Value`'s `==` holds 0.0 == -0.0: a recycled payload must still take the other zero.
+    let mut zero = rich.clone();
+    zero.common_payload = serde_json::json!({"v": 0.0});
+    zero.steps[0].output = Some(serde_json::json!([0.0]));
+    let mut negative_zero = rich.clone();
+    negative_zero.common_payload = serde_json::json!({"v": -0.0});
+    negative_zero.steps[0].output = Some(serde_json::json!([-0.0]));
+    let cases = [
+        (&plain, &rich),
+        (&rich, &plain),
+        (&reference, &rich),
+        (&zero, &negative_zero),
+        (&negative_zero, &zero),
+    ];
+    for (target, source) in cases {
         let mut recycled = target.clone();
         recycled.clone_from(source);
         assert_eq!(&recycled, source);
         assert_eq!(
-            serde_json::to_value(&recycled).unwrap(),
-            serde_json::to_value(source).unwrap()
+            serde_json::to_string(&recycled).unwrap(),
+            serde_json::to_string(source).unwrap()
         );
     }
 }

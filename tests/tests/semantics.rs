@@ -27,6 +27,7 @@ backend_tests!(
     callback_failure_turns_success_into_failure,
     cancel_drops_the_running_step,
     cancel_works_when_no_step_runs,
+    a_steps_token_does_not_reach_the_next_step,
     node_pinning_per_step_and_per_task,
     queues_are_exact,
     panic_becomes_a_non_retryable_failure,
@@ -658,6 +659,52 @@ impl Drop for DropFlag {
     fn drop(&mut self) {
         self.0.store(true, Ordering::SeqCst);
     }
+}
+
+/// A step's cancellation token is its attempt's: cancelling it (here from a helper task the step left behind) does
+/// not touch the next step of the chain.
+async fn a_steps_token_does_not_reach_the_next_step(b: TestBackend) {
+    let b_started = Arc::new(tokio::sync::Notify::new());
+    let helper_done = Arc::new(tokio::sync::Notify::new());
+    let (started, done) = (b_started.clone(), helper_done.clone());
+    let leave_helper = step_fn("leave_helper", move |ctx| {
+        let (started, done) = (started.clone(), done.clone());
+        async move {
+            let token = ctx.cancellation_token();
+            tokio::spawn(async move {
+                started.notified().await;
+                token.cancel();
+                done.notify_one();
+            });
+            Ok(())
+        }
+    });
+    let (started, done) = (b_started.clone(), helper_done.clone());
+    let wait_for_helper = step_fn("wait_for_helper", move |ctx| {
+        let (started, done) = (started.clone(), done.clone());
+        async move {
+            started.notify_one();
+            done.notified().await;
+            Ok(ctx.is_cancelled())
+        }
+    });
+    let (engine, worker) = start(b.engine().step(leave_helper).step(wait_for_helper)).await;
+    let done = run_to_end(
+        &engine,
+        task(
+            "t",
+            [step("a", "leave_helper"), step("b", "wait_for_helper")],
+        ),
+    )
+    .await;
+    assert_eq!(done.status, TaskStatus::Success, "{}", done.message);
+    assert_eq!(done.steps[1].attempt, 1, "step b ran once");
+    assert_eq!(
+        done.steps[1].output,
+        Some(serde_json::json!(false)),
+        "step b did not see a cancellation"
+    );
+    worker.shutdown().await;
 }
 
 async fn cancel_drops_the_running_step(b: TestBackend) {

@@ -308,6 +308,9 @@ impl Pending {
     }
 }
 
+/// How many queued feed events the scheduler applies in one go.
+const FEED_BATCH: usize = 256;
+
 /// The scheduler loop: applies feed events and starts a tokio task per due message, within the concurrency limit.
 async fn schedule(
     shared: Arc<Shared>,
@@ -339,8 +342,9 @@ async fn schedule(
             event = feed.recv() => match event {
                 Some(event) => {
                     apply(&shared, &mut pending, event);
-                    // Whatever else arrived meanwhile, in one go.
-                    while let Ok(event) = feed.try_recv() {
+                    // Whatever else arrived meanwhile, in one go (bounded, so that launching is not held up).
+                    for _ in 0..FEED_BATCH {
+                        let Ok(event) = feed.try_recv() else { break };
                         apply(&shared, &mut pending, event);
                     }
                 }
@@ -457,8 +461,8 @@ struct Driver {
     started: bool,
     /// This driver's id (its entry in `Shared::running`).
     id: u64,
-    /// Cancelled when the task is cancelled or the session is lost, and by the driver when it drops an attempt
-    /// (step timeout): the attempt's context observes it. Renewed after an attempt the driver cancelled itself.
+    /// Cancelled when the task is cancelled or the session is lost; each attempt runs under a child token, which
+    /// the driver cancels when it drops the attempt and which user code may cancel without touching later attempts.
     cancel: CancellationToken,
 }
 
@@ -534,7 +538,7 @@ impl Driver {
             Plan::Release => None,
             Plan::Commit(task) => self.commit_and_continue(Arc::new(*task), false).await,
             Plan::Run(_) if self.cancel.is_cancelled() => None,
-            Plan::Run(index) => self.run_step(index, self.cancel.clone()).await,
+            Plan::Run(index) => self.run_step(index, self.cancel.child_token()).await,
         }
     }
 
@@ -563,9 +567,6 @@ impl Driver {
         };
         metrics.finished(status, began.elapsed());
         drop(task);
-        if matches!(result, Ok(_) | Err(Interrupt::TaskTimeout)) && self.cancel.is_cancelled() {
-            self.renew_cancel();
-        }
         let mut task = self.draft();
         match result {
             Ok(outcome) => {
@@ -739,19 +740,6 @@ impl Driver {
             next.as_ref().and_then(|_| Message::of(&self.stored.value))
         );
         next
-    }
-
-    /// Replaces the cancellation token after the driver cancelled an attempt itself (its step timed out), so that
-    /// what follows runs under a fresh one. A user's cancel racing with this is not lost: it is committed (REVOKED),
-    /// so this driver's next commit is rejected.
-    fn renew_cancel(&mut self) {
-        let fresh = CancellationToken::new();
-        if let Some((id, token)) = self.shared.running().get_mut(&self.token.task_id)
-            && *id == self.id
-        {
-            *token = fresh.clone();
-        }
-        self.cancel = fresh;
     }
 
     /// A copy of the committed document to change, reusing the buffers of the spare revision when there is one.

@@ -6,7 +6,7 @@
 /// Implements `Clone` with a `clone_from` that reuses the target's buffers: the engine recycles the previous revision
 /// of a document as the next draft, which saves allocations on every step. Strings and vectors copy into their
 /// buffers; maps and JSON values (after `unless_equal`), which cannot, are replaced only when they differ — rarely,
-/// between two revisions. Listing every field is enforced: `clone` builds the struct literally.
+/// between two revisions ([`Identical`]). Listing every field is enforced: `clone` builds the struct literally.
 macro_rules! clone_reusing_buffers {
     ($ty:ident { $($field:ident),* $(,)? } unless_equal { $($kept:ident),* $(,)? }) => {
         impl Clone for $ty {
@@ -20,12 +20,56 @@ macro_rules! clone_reusing_buffers {
             fn clone_from(&mut self, source: &Self) {
                 let Self { $($field,)* $($kept,)* } = self;
                 $($field.clone_from(&source.$field);)*
-                $(if *$kept != source.$kept {
+                $(if !$crate::model::Identical::identical(&*$kept, &source.$kept) {
                     $kept.clone_from(&source.$kept);
                 })*
             }
         }
     };
+}
+
+/// Exact equality, for keeping a field of a recycled document: unlike `Value`'s `==`, `0.0` and `-0.0` differ.
+trait Identical {
+    fn identical(&self, other: &Self) -> bool;
+}
+
+impl Identical for std::collections::BTreeMap<String, String> {
+    fn identical(&self, other: &Self) -> bool {
+        self == other
+    }
+}
+
+impl Identical for serde_json::Value {
+    fn identical(&self, other: &Self) -> bool {
+        use serde_json::Value;
+        match (self, other) {
+            (Value::Number(a), Value::Number(b)) => match (a.as_f64(), b.as_f64()) {
+                (Some(x), Some(y)) if a.is_f64() || b.is_f64() => {
+                    a.is_f64() == b.is_f64() && x.to_bits() == y.to_bits()
+                }
+                _ => a == b,
+            },
+            (Value::Array(a), Value::Array(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.identical(y))
+            }
+            (Value::Object(a), Value::Object(b)) => {
+                a.len() == b.len()
+                    && a.iter()
+                        .zip(b)
+                        .all(|((ka, va), (kb, vb))| ka == kb && va.identical(vb))
+            }
+            (a, b) => a == b,
+        }
+    }
+}
+
+impl<T: Identical> Identical for Option<T> {
+    fn identical(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Some(a), Some(b)) => a.identical(b),
+            (a, b) => a.is_none() && b.is_none(),
+        }
+    }
 }
 
 mod options;
