@@ -320,12 +320,12 @@ async fn schedule(
     let mut pending = Pending::default();
     loop {
         let mut blocked = false;
-        while !shared.stopping.is_cancelled()
-            && pending.next_wake().is_some_and(|wake| wake <= Utc::now())
+        let now = Utc::now();
+        while !shared.stopping.is_cancelled() && pending.next_wake().is_some_and(|wake| wake <= now)
         {
             match Arc::clone(&shared.permits).try_acquire_owned() {
                 Ok(permit) => {
-                    if let Some(message) = pending.pop_due(Utc::now()) {
+                    if let Some(message) = pending.pop_due(now) {
                         launch(&shared, message, permit);
                     }
                 }
@@ -534,9 +534,10 @@ impl Driver {
         let Work::Step { step: name, .. } = &self.message.work else {
             return None;
         };
-        match machine::plan(&self.stored.value, name, Utc::now(), can_run) {
+        let now = Utc::now();
+        match machine::plan(&self.stored.value, name, now, can_run) {
             Plan::Release => None,
-            Plan::Commit(task) => self.commit_and_continue(Arc::new(*task), false).await,
+            Plan::Commit(task) => self.commit_and_continue(Arc::new(*task), false, now).await,
             Plan::Run(_) if self.cancel.is_cancelled() => None,
             Plan::Run(index) => self.run_step(index, self.cancel.child_token()).await,
         }
@@ -568,6 +569,8 @@ impl Driver {
         metrics.finished(status, began.elapsed());
         drop(task);
         let mut task = self.draft();
+        // One instant ends this step and starts the next one, if the driver continues.
+        let now = Utc::now();
         match result {
             Ok(outcome) => {
                 if let Outcome::Failure { error, .. } = &outcome {
@@ -577,14 +580,14 @@ impl Driver {
                     Arc::make_mut(&mut task),
                     index,
                     outcome,
-                    Utc::now(),
+                    now,
                     &self.shared.engine.inner.backoff,
                 );
-                self.commit_and_continue(task, false).await
+                self.commit_and_continue(task, false, now).await
             }
             Err(Interrupt::TaskTimeout) => {
-                machine::time_out(Arc::make_mut(&mut task), Utc::now());
-                self.commit_and_continue(task, true).await
+                machine::time_out(Arc::make_mut(&mut task), now);
+                self.commit_and_continue(task, true, now).await
             }
             Err(Interrupt::Cancelled | Interrupt::Shutdown) => None,
         }
@@ -676,7 +679,7 @@ impl Driver {
         let pending =
             task.is_terminal() && !task.callback_name.is_empty() && task.callback_result.is_none();
         if !pending {
-            return self.commit_and_continue(task, false).await;
+            return self.commit_and_continue(task, false, Utc::now()).await;
         }
         let callback = self
             .shared
@@ -706,14 +709,19 @@ impl Driver {
             tracing::warn!(callback = %task.callback_name, error, "callback failed");
         }
         let mut done = task;
-        machine::record_callback(Arc::make_mut(&mut done), result, Utc::now());
-        self.commit_and_continue(done, false).await
+        let now = Utc::now();
+        machine::record_callback(Arc::make_mut(&mut done), result, now);
+        self.commit_and_continue(done, false, now).await
     }
 
-    /// Commits a new document. If its next message can run here at once, keeps the claim (marking a next step
-    /// started in the same commit) and returns that message.
-    async fn commit_and_continue(&mut self, mut task: Arc<Task>, cancel: bool) -> Option<Message> {
-        let now = Utc::now();
+    /// Commits a new document, changed at `now`. If its next message can run here at once, keeps the claim (marking
+    /// a next step started at `now` in the same commit) and returns that message.
+    async fn commit_and_continue(
+        &mut self,
+        mut task: Arc<Task>,
+        cancel: bool,
+        now: DateTime<Utc>,
+    ) -> Option<Message> {
         let mut next = Message::of(&task).filter(|m| self.can_continue(m, now));
         let mut started = false;
         if let Some(message) = &mut next
