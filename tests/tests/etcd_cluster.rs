@@ -275,7 +275,7 @@ impl Cluster {
         self.engine.dispatch(task).await.expect("dispatch")
     }
 
-    async fn wait_all(&self, ids: &[String]) -> Vec<Task> {
+    async fn wait_all(&self, ids: &[String]) -> Vec<Arc<Task>> {
         let mut done = Vec::new();
         for id in ids {
             done.push(

@@ -133,7 +133,7 @@ fn fast_backoff() -> Backoff {
     Backoff::fixed(Duration::from_millis(10))
 }
 
-async fn run_to_end(engine: &Engine, task: Task) -> Task {
+async fn run_to_end(engine: &Engine, task: Task) -> Arc<Task> {
     let id = engine.dispatch(task).await.unwrap();
     engine.wait_timeout(&id, WAIT).await.unwrap()
 }

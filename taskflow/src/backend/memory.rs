@@ -141,13 +141,13 @@ impl MemoryBackend {
         task_id: &str,
         kind: Wait,
         ready: impl Fn(&Stored<Arc<Task>>) -> bool,
-    ) -> Option<Stored<Task>> {
+    ) -> Option<Stored<Arc<Task>>> {
         loop {
             let notify = {
                 let mut state = self.state();
                 let entry = state.tasks.get_mut(task_id)?;
                 if ready(&entry.doc) {
-                    return Some(detach(&entry.doc));
+                    return Some(entry.doc.clone());
                 }
                 let slot = match kind {
                     Wait::Change => &mut entry.change,
@@ -296,10 +296,11 @@ impl Backend for MemoryBackend {
     ) -> Result<Option<Stored<Task>>, BackendError> {
         Ok(self
             .wait_for(task_id, Wait::Change, |s| s.revision > after)
-            .await)
+            .await
+            .map(|stored| detach(&stored)))
     }
 
-    async fn wait_settled(&self, task_id: &str) -> Result<Option<Stored<Task>>, BackendError> {
+    async fn wait_settled(&self, task_id: &str) -> Result<Option<Stored<Arc<Task>>>, BackendError> {
         Ok(self
             .wait_for(task_id, Wait::Settle, |s| s.value.is_settled())
             .await)

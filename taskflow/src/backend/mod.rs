@@ -270,9 +270,9 @@ pub trait Backend: Send + Sync + 'static {
         after: u64,
     ) -> Result<Option<Stored<Task>>, BackendError>;
 
-    /// Waits until the task has ended and its callback (if any) has run ([`Task::is_settled`]) and returns it (`None`
-    /// if the task was deleted). The default waits change by change; backends may wake only at the end.
-    async fn wait_settled(&self, task_id: &str) -> Result<Option<Stored<Task>>, BackendError> {
+    /// Waits until the task has ended and its callback (if any) has run ([`Task::is_settled`]) and returns it, shared
+    /// (`None` if the task was deleted). The default waits change by change; backends may wake only at the end.
+    async fn wait_settled(&self, task_id: &str) -> Result<Option<Stored<Arc<Task>>>, BackendError> {
         let Some(mut stored) = self.get(task_id).await? else {
             return Ok(None);
         };
@@ -282,7 +282,10 @@ pub trait Backend: Send + Sync + 'static {
                 None => return Ok(None),
             }
         }
-        Ok(Some(stored))
+        Ok(Some(Stored {
+            value: Arc::new(stored.value),
+            revision: stored.revision,
+        }))
     }
 
     /// The live workers (their specs), e.g. to explain why a step waits.

@@ -101,8 +101,9 @@ impl Engine {
         Ok(self.inner.backend.list(query).await?)
     }
 
-    /// Waits until the task has ended and its callback (if any) has run; returns the final task.
-    pub async fn wait(&self, task_id: &str) -> Result<Task> {
+    /// Waits until the task has ended and its callback (if any) has run; returns the final task, shared with the
+    /// backend rather than copied (`Task::clone(&done)` makes an owned copy).
+    pub async fn wait(&self, task_id: &str) -> Result<Arc<Task>> {
         let settled = self.inner.backend.wait_settled(task_id).await?;
         Ok(settled
             .ok_or_else(|| Error::NotFound(task_id.to_owned()))?
@@ -158,7 +159,7 @@ impl Engine {
     }
 
     /// [`wait`](Self::wait) with a limit.
-    pub async fn wait_timeout(&self, task_id: &str, limit: Duration) -> Result<Task> {
+    pub async fn wait_timeout(&self, task_id: &str, limit: Duration) -> Result<Arc<Task>> {
         tokio::time::timeout(limit, self.wait(task_id))
             .await
             .map_err(|_| Error::WaitTimeout(task_id.to_owned()))?
