@@ -56,12 +56,12 @@ pub(crate) fn start_step(task: &mut Task, index: usize, now: DateTime<Utc>) {
     step.attempt += 1;
     step.start = Some(now);
     step.end = None;
-    set(&mut step.message, "step ready to run");
+    set(&mut step.message, &["step ready to run"]);
     step.last_update = Some(now);
     task.current_step.clone_from(&step.name);
     task.status = TaskStatus::Running;
     task.start.get_or_insert(now);
-    set(&mut task.message, "task running");
+    set(&mut task.message, &["task running"]);
     task.last_update = Some(now);
 }
 
@@ -97,7 +97,7 @@ pub(crate) fn finish_step(
             step.status = StepStatus::Success;
             set(
                 &mut step.message,
-                format_args!("step {} running successfully", step.name),
+                &["step ", &step.name, " running successfully"],
             );
             step.output = Some(output);
             step.due_at = None;
@@ -109,10 +109,7 @@ pub(crate) fn finish_step(
                 task.common_payload = payload;
             }
             let name = &task.steps[index].name;
-            set(
-                &mut task.message,
-                format_args!("step {name} running successfully"),
-            );
+            set(&mut task.message, &["step ", name, " running successfully"]);
             advance(task, index, now);
         }
         Outcome::Failure { error, retryable } => {
@@ -128,7 +125,7 @@ pub(crate) fn finish_step(
             };
             set(
                 &mut step.message,
-                format_args!("running failed, err={error}{counts}"),
+                &["running failed, err=", &error, &counts],
             );
             let name = step.name.clone();
             if retries_left {
@@ -171,17 +168,19 @@ fn advance(task: &mut Task, index: usize, now: DateTime<Utc>) {
             task.current_step.clone_from(&next.name);
         }
         None => {
-            set(&mut task.message, SUCCESS_MESSAGE);
+            set(&mut task.message, &[SUCCESS_MESSAGE]);
             end(task, TaskStatus::Success, now);
         }
     }
 }
 
-/// Overwrites `target` with `text`, reusing its buffer (the engine recycles documents from one revision to the next).
-fn set(target: &mut String, text: impl std::fmt::Display) {
-    use std::fmt::Write;
+/// Overwrites `target` with the concatenation of `parts`, reusing its buffer (the engine recycles documents from one
+/// revision to the next).
+fn set(target: &mut String, parts: &[&str]) {
     target.clear();
-    let _ = write!(target, "{text}");
+    for part in parts {
+        target.push_str(part);
+    }
 }
 
 /// When a step becomes due once its predecessor ended at `now`: its absolute ETA, else `now` + its delay.
