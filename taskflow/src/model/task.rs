@@ -232,7 +232,7 @@ impl Task {
         if self.steps.is_empty() {
             problems.push("task steps empty".to_owned());
         }
-        let mut seen = HashSet::new();
+        let mut seen = HashSet::with_hasher(foldhash::fast::RandomState::default());
         for (i, step) in self.steps.iter().enumerate() {
             if step.name.is_empty() {
                 problems.push(format!("step #{} name is required", i + 1));
