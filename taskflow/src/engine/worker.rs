@@ -299,11 +299,10 @@ impl Pending {
     }
 
     fn pop_due(&mut self, now: DateTime<Utc>) -> Option<Message> {
-        let (wake, task_id) = self.order.first()?.clone();
-        if wake > now {
+        if self.order.first()?.0 > now {
             return None;
         }
-        self.order.remove(&(wake, task_id.clone()));
+        let (_, task_id) = self.order.pop_first()?;
         self.by_task.remove(&task_id).map(|(_, message)| message)
     }
 }
