@@ -16,6 +16,12 @@ use crate::step::{StepError, StepMgr};
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 
+/// How many task drivers panicked in this process. A driver panic is an engine bug that the worker survives (it
+/// releases the claim and another driver takes over), so the project's test suite checks this stays 0.
+pub fn driver_panics() -> usize {
+    crate::engine::DRIVER_PANICS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Boxed future returned by generated `StepMgr::run` / `Callback::call` implementations.
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 

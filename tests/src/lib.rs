@@ -36,7 +36,18 @@ pub async fn memory() -> TestBackend {
     }
 }
 
-/// Instantiates scenario functions `async fn name(backend: TestBackend)` as tests on every backend.
+/// Fails if a task driver panicked anywhere in this test process: the worker survives such an engine bug (another
+/// driver takes over), so a scenario would pass without this check.
+pub fn assert_no_engine_bug() {
+    assert_eq!(
+        taskflow::__private::driver_panics(),
+        0,
+        "a task driver panicked (an engine bug): see `worker bug` in the log"
+    );
+}
+
+/// Instantiates scenario functions `async fn name(backend: TestBackend)` as tests on every backend; each also fails
+/// on an engine bug ([`assert_no_engine_bug`]).
 #[macro_export]
 macro_rules! backend_tests {
     ($($name:ident),* $(,)?) => {
@@ -45,6 +56,7 @@ macro_rules! backend_tests {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name($crate::memory().await).await;
+                    $crate::assert_no_engine_bug();
                 }
             )*
         }
@@ -54,6 +66,7 @@ macro_rules! backend_tests {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name($crate::etcd::backend().await).await;
+                    $crate::assert_no_engine_bug();
                 }
             )*
         }

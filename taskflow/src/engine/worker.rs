@@ -20,6 +20,7 @@ use crate::time::until;
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use std::collections::BTreeSet;
+use std::ops::Range;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -406,6 +407,10 @@ fn apply(shared: &Shared, pending: &mut Pending, event: FeedEvent) {
     }
 }
 
+/// How many task drivers panicked in this process: each one is an engine bug (user code is guarded on its own).
+pub(crate) static DRIVER_PANICS: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
 fn launch(shared: &Arc<Shared>, message: Message, permit: OwnedSemaphorePermit) {
     let shared = Arc::clone(shared);
     let span = tracing::info_span!("task", task_id = %message.task_id);
@@ -426,6 +431,7 @@ fn launch(shared: &Arc<Shared>, message: Message, permit: OwnedSemaphorePermit) 
             let driven = AssertUnwindSafe(Driver::start(Arc::clone(&shared), message, claimed)).catch_unwind();
             if let Err(panic) = driven.await {
                 tracing::error!(panic = %panic_message(&panic), "worker bug: a task driver panicked; releasing its claim");
+                DRIVER_PANICS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 shared.running().remove(&token.task_id);
                 shared.driver_ended.notify_waiters();
                 let _ = shared.session.release(&token).await;
@@ -453,6 +459,8 @@ struct Driver {
     stored: Stored<Arc<Task>>,
     /// An earlier revision of the document nobody else holds: the next draft reuses its buffers.
     spare: Option<Arc<Task>>,
+    /// When `spare` is the revision just before the committed one: the only steps in which they differ.
+    spare_lag: Option<Range<usize>>,
     message: Message,
     /// Whether the claim is still held.
     holding: bool,
@@ -485,6 +493,7 @@ impl Driver {
             token: claimed.token,
             stored,
             spare,
+            spare_lag: None,
             message,
             holding: true,
             started: false,
@@ -536,7 +545,10 @@ impl Driver {
         let now = Utc::now();
         match machine::plan(&self.stored.value, name, now, can_run) {
             Plan::Release => None,
-            Plan::Commit(task) => self.commit_and_continue(Arc::new(*task), false, now).await,
+            Plan::Commit(task) => {
+                self.commit_and_continue(Draft::rewritten(*task), false, now)
+                    .await
+            }
             Plan::Run(_) if self.cancel.is_cancelled() => None,
             Plan::Run(index) => self.run_step(index, self.cancel.child_token()).await,
         }
@@ -545,7 +557,7 @@ impl Driver {
     async fn run_step(&mut self, index: usize, cancel: CancellationToken) -> Option<Message> {
         if !self.started {
             let mut started = self.draft();
-            machine::start_step(Arc::make_mut(&mut started), index, Utc::now());
+            machine::start_step(started.edit(index..index + 1), index, Utc::now());
             if self.commit(started, false, false).await != Committed::Applied {
                 return None;
             }
@@ -575,8 +587,9 @@ impl Driver {
                 if let Outcome::Failure { error, .. } = &outcome {
                     tracing::warn!(step = %task.steps[index].name, error, "step failed");
                 }
+                // Finishing a step also schedules the next one.
                 machine::finish_step(
-                    Arc::make_mut(&mut task),
+                    task.edit(index..index + 2),
                     index,
                     outcome,
                     now,
@@ -585,7 +598,7 @@ impl Driver {
                 self.commit_and_continue(task, false, now).await
             }
             Err(Interrupt::TaskTimeout) => {
-                machine::time_out(Arc::make_mut(&mut task), now);
+                machine::time_out(task.edit(index..index + 1), now);
                 self.commit_and_continue(task, true, now).await
             }
             Err(Interrupt::Cancelled | Interrupt::Shutdown) => None,
@@ -709,7 +722,7 @@ impl Driver {
         }
         let mut done = task;
         let now = Utc::now();
-        machine::record_callback(Arc::make_mut(&mut done), result, now);
+        machine::record_callback(done.edit(0..0), result, now);
         self.commit_and_continue(done, false, now).await
     }
 
@@ -717,7 +730,7 @@ impl Driver {
     /// a next step started at `now` in the same commit) and returns that message.
     async fn commit_and_continue(
         &mut self,
-        mut task: Arc<Task>,
+        mut task: Draft,
         cancel: bool,
         now: DateTime<Utc>,
     ) -> Option<Message> {
@@ -727,7 +740,7 @@ impl Driver {
             && let Work::Step { step, .. } = &message.work
             && let Plan::Run(index) = machine::plan(&task, step, now, true)
         {
-            machine::start_step(Arc::make_mut(&mut task), index, now);
+            machine::start_step(task.edit(index..index + 1), index, now);
             // Starting sets the task's start (the first time), hence its deadline; nothing else of the message moves.
             message.deadline = task.deadline();
             started = true;
@@ -749,14 +762,35 @@ impl Driver {
         next
     }
 
-    /// A copy of the committed document to change, reusing the buffers of the spare revision when there is one.
-    fn draft(&mut self) -> Arc<Task> {
-        match self.spare.take() {
+    /// A copy of the committed document to change, reusing the spare revision when there is one: when it is the
+    /// revision just before, only the task's fields and the steps the last commit touched are copied.
+    fn draft(&mut self) -> Draft {
+        let lag = self.spare_lag.take();
+        let stored = &self.stored.value;
+        let task = match self.spare.take() {
             Some(mut spare) => {
-                Arc::make_mut(&mut spare).clone_from(&self.stored.value);
+                let copy = Arc::make_mut(&mut spare);
+                match lag {
+                    Some(steps) if copy.steps.len() == stored.steps.len() => {
+                        copy.clone_fields_from(stored);
+                        let end = steps.end.min(stored.steps.len());
+                        for index in steps.start.min(end)..end {
+                            copy.steps[index].clone_from(&stored.steps[index]);
+                        }
+                    }
+                    _ => copy.clone_from(stored),
+                }
+                debug_assert!(
+                    *copy == **stored,
+                    "a recycled draft differs from the committed document: a transition changed a step it did not declare"
+                );
                 spare
             }
-            None => Arc::new(Task::clone(&self.stored.value)),
+            None => Arc::new(Task::clone(stored)),
+        };
+        Draft {
+            task,
+            touched: Some(0..0),
         }
     }
 
@@ -771,12 +805,12 @@ impl Driver {
     ///
     /// A document the backend refuses as too large is replaced by the last committed one with the current step
     /// failed (non-retryable) for that reason — its output and writes dropped — committed with the claim released.
-    async fn commit(&mut self, task: Arc<Task>, release: bool, cancel: bool) -> Committed {
-        let (mut task, mut release, mut replaced) = (task, release, false);
+    async fn commit(&mut self, draft: Draft, release: bool, cancel: bool) -> Committed {
+        let (mut draft, mut release, mut replaced) = (draft, release, false);
         loop {
             let transition = Transition {
                 previous: Some(&self.message),
-                task: Arc::clone(&task),
+                task: Arc::clone(&draft.task),
                 expected_revision: self.stored.revision,
                 claim: Some(&self.token),
                 release_claim: release,
@@ -789,13 +823,14 @@ impl Driver {
                     let mut previous = std::mem::replace(
                         &mut self.stored,
                         Stored {
-                            value: task,
+                            value: draft.task,
                             revision,
                         },
                     );
                     // Unless a step context or a reader still holds it, the old revision becomes the next draft.
                     if Arc::get_mut(&mut previous.value).is_some() {
                         self.spare = Some(previous.value);
+                        self.spare_lag = draft.touched;
                     }
                     if release {
                         self.holding = false;
@@ -818,7 +853,7 @@ impl Driver {
                         limit,
                         "the task document is too large; failing the step"
                     );
-                    task = Arc::new(self.oversized(size, limit));
+                    draft = Draft::rewritten(self.oversized(size, limit));
                     (release, replaced) = (true, true);
                 }
                 Err(e) => {
@@ -854,6 +889,45 @@ impl Driver {
             );
         }
         task
+    }
+}
+
+/// A changed copy of the committed document on its way to a commit, with the steps it changed.
+struct Draft {
+    task: Arc<Task>,
+    /// The steps changed (the task's own fields always count as changed); `None`: unknown, maybe all.
+    touched: Option<Range<usize>>,
+}
+
+impl Draft {
+    /// A document changed in ways not tracked step by step.
+    fn rewritten(task: Task) -> Self {
+        Self {
+            task: Arc::new(task),
+            touched: None,
+        }
+    }
+
+    /// The document, to change the task's fields and at most the steps in `steps`.
+    fn edit(&mut self, steps: Range<usize>) -> &mut Task {
+        self.touched = self.touched.take().map(|touched| {
+            if touched.is_empty() {
+                steps
+            } else if steps.is_empty() {
+                touched
+            } else {
+                touched.start.min(steps.start)..touched.end.max(steps.end)
+            }
+        });
+        Arc::make_mut(&mut self.task)
+    }
+}
+
+impl std::ops::Deref for Draft {
+    type Target = Task;
+
+    fn deref(&self) -> &Task {
+        &self.task
     }
 }
 

@@ -6,22 +6,37 @@
 /// Implements `Clone` with a `clone_from` that reuses the target's buffers: the engine recycles the previous revision
 /// of a document as the next draft, which saves allocations on every step. Strings and vectors copy into their
 /// buffers; maps and JSON values (after `unless_equal`), which cannot, are replaced only when they differ — rarely,
-/// between two revisions ([`Identical`]). Listing every field is enforced: `clone` builds the struct literally.
+/// between two revisions ([`Identical`]). The fields after `apart` are left out of the generated `clone_fields_from`
+/// (the engine refreshes only the steps a transition touched). Listing every field is enforced: `clone` builds the
+/// struct literally.
 macro_rules! clone_reusing_buffers {
-    ($ty:ident { $($field:ident),* $(,)? } unless_equal { $($kept:ident),* $(,)? }) => {
+    (
+        $ty:ident { $($field:ident),* $(,)? }
+        unless_equal { $($kept:ident),* $(,)? }
+        apart { $($apart:ident),* $(,)? }
+    ) => {
         impl Clone for $ty {
             fn clone(&self) -> Self {
                 Self {
                     $($field: self.$field.clone(),)*
                     $($kept: self.$kept.clone(),)*
+                    $($apart: self.$apart.clone(),)*
                 }
             }
 
             fn clone_from(&mut self, source: &Self) {
-                let Self { $($field,)* $($kept,)* } = self;
-                $($field.clone_from(&source.$field);)*
-                $(if !$crate::model::Identical::identical(&*$kept, &source.$kept) {
-                    $kept.clone_from(&source.$kept);
+                self.clone_fields_from(source);
+                $(self.$apart.clone_from(&source.$apart);)*
+            }
+        }
+
+        impl $ty {
+            /// `clone_from` for every field but those listed after `apart`.
+            #[allow(dead_code, reason = "generated for every document type; the engine uses Task's")]
+            pub(crate) fn clone_fields_from(&mut self, source: &Self) {
+                $(self.$field.clone_from(&source.$field);)*
+                $(if !$crate::model::Identical::identical(&self.$kept, &source.$kept) {
+                    self.$kept.clone_from(&source.$kept);
                 })*
             }
         }

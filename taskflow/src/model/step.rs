@@ -106,7 +106,7 @@ clone_reusing_buffers!(Step {
     params,
     payload,
     output,
-});
+} apart {});
 
 fn is_zero(n: &u32) -> bool {
     *n == 0

@@ -96,7 +96,6 @@ clone_reusing_buffers!(Task {
     task_index,
     task_index_type,
     current_step,
-    steps,
     callback_name,
     callback_result,
     callback_message,
@@ -115,6 +114,8 @@ clone_reusing_buffers!(Task {
 } unless_equal {
     common_params,
     common_payload,
+} apart {
+    steps,
 });
 
 impl Task {
