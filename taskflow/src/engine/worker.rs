@@ -774,8 +774,17 @@ impl Driver {
                     Some(steps) if copy.steps.len() == stored.steps.len() => {
                         copy.clone_fields_from(stored);
                         let end = steps.end.min(stored.steps.len());
-                        for index in steps.start.min(end)..end {
+                        let steps = steps.start.min(end)..end;
+                        for index in steps.clone() {
                             copy.steps[index].clone_from(&stored.steps[index]);
+                        }
+                        if let Some(index) = first_undeclared_change(copy, stored, &steps) {
+                            tracing::error!(
+                                step = index,
+                                "worker bug: a transition changed a step it did not declare; copying the whole document"
+                            );
+                            debug_assert!(false, "undeclared change of step {index}");
+                            copy.clone_from(stored);
                         }
                     }
                     _ => copy.clone_from(stored),
@@ -827,10 +836,13 @@ impl Driver {
                             revision,
                         },
                     );
-                    // Unless a step context or a reader still holds it, the old revision becomes the next draft.
+                    // Unless a step context or a reader still holds it, the old revision becomes the next draft;
+                    // otherwise an older spare may stay, but how it differs from this revision is unknown.
                     if Arc::get_mut(&mut previous.value).is_some() {
                         self.spare = Some(previous.value);
                         self.spare_lag = draft.touched;
+                    } else {
+                        self.spare_lag = None;
                     }
                     if release {
                         self.holding = false;
@@ -890,6 +902,28 @@ impl Driver {
         }
         task
     }
+}
+
+/// The first step outside `declared` in which a recycled draft visibly lags the committed document. Every transition
+/// of a step changes one of these fields, so checking them (cheap, no allocation) catches a wrong declaration in
+/// release builds too, where it would otherwise commit an old version of that step.
+fn first_undeclared_change(draft: &Task, stored: &Task, declared: &Range<usize>) -> Option<usize> {
+    draft
+        .steps
+        .iter()
+        .zip(&stored.steps)
+        .enumerate()
+        .filter(|(index, _)| !declared.contains(index))
+        .find(|(_, (old, new))| {
+            old.status != new.status
+                || old.attempt != new.attempt
+                || old.retry_count != new.retry_count
+                || old.skipped != new.skipped
+                || old.due_at != new.due_at
+                || old.end != new.end
+                || old.last_update != new.last_update
+        })
+        .map(|(index, _)| index)
 }
 
 /// A changed copy of the committed document on its way to a commit, with the steps it changed.
