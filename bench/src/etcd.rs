@@ -31,7 +31,7 @@ async fn engine(server: &EtcdServer, prefix: &str, step: taskflow::FnStep) -> En
 pub(crate) async fn throughput(server: &EtcdServer, sizes: Sizes) -> (Duration, f64) {
     let engine = engine(
         server,
-        "/bench/throughput",
+        THROUGHPUT_PREFIX,
         step_fn("noop", |_ctx| async { Ok(()) }),
     )
     .await;
@@ -47,8 +47,22 @@ pub(crate) async fn throughput(server: &EtcdServer, sizes: Sizes) -> (Duration, 
     let elapsed = began.elapsed();
     let writes = proposals(server) - before;
     worker.shutdown().await;
+    // A clean key space for the next round (the baseline deletes its keys as it goes).
+    let mut client = etcd_client::Client::connect([server.endpoint()], None)
+        .await
+        .expect("connects to etcd");
+    client
+        .delete(
+            THROUGHPUT_PREFIX,
+            Some(etcd_client::DeleteOptions::new().with_prefix()),
+        )
+        .await
+        .expect("clears the benchmark's keys");
     (elapsed, writes / (sizes.tasks * sizes.steps) as f64)
 }
+
+/// Where the throughput runs keep their keys.
+const THROUGHPUT_PREFIX: &str = "/bench/throughput";
 
 /// When one step of a task ran: task id, step index, start, end.
 type Mark = (String, usize, Instant, Instant);
