@@ -183,9 +183,6 @@ impl StepContext {
     }
 
     fn writes(&self) -> MutexGuard<'_, Writes> {
-        self.inner
-            .writes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::sync::lock(&self.inner.writes)
     }
 }

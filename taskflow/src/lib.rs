@@ -49,6 +49,7 @@ pub mod poll;
 mod registry;
 mod render;
 mod step;
+mod sync;
 mod time;
 
 /// The hash map of hot internal tables (task ids, executor names): foldhash, seeded per process, several times

@@ -4,7 +4,7 @@
 
 use crate::FastMap;
 use metrics::{Counter, Gauge, Histogram};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How a step attempt ended, as the `status` label says.
@@ -68,7 +68,7 @@ pub(crate) struct MetricsCache {
 impl MetricsCache {
     /// The handles of a step, registered on first use.
     pub(crate) fn step(&self, task_type: &str, executor: &str) -> Arc<StepMetrics> {
-        let mut steps = self.steps.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut steps = crate::sync::lock(&self.steps);
         if let Some(found) = steps
             .get(task_type)
             .and_then(|by_executor| by_executor.get(executor))

@@ -16,6 +16,7 @@ use crate::callback::TaskOutcome;
 use crate::context::StepContext;
 use crate::error::{BackendError, Result};
 use crate::model::{StepStatus, Task, TaskInfo, TaskOptions, TaskStatus};
+use crate::sync::lock;
 use crate::time::until;
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
@@ -238,16 +239,21 @@ struct Shared {
 }
 
 impl Shared {
-    fn spares(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Task>>> {
-        self.spares
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// A document to recycle as a driver's first draft, if the pool has one.
+    fn take_spare(&self) -> Option<Arc<Task>> {
+        lock(&self.spares).pop()
+    }
+
+    /// Gives a driver's spare document back to the pool (dropped if the pool is full).
+    fn recycle(&self, spare: Arc<Task>) {
+        let mut spares = lock(&self.spares);
+        if spares.len() < self.concurrency {
+            spares.push(spare);
+        }
     }
 
     fn running(&self) -> std::sync::MutexGuard<'_, FastMap<String, (u64, CancellationToken)>> {
-        self.running
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.running)
     }
 }
 
@@ -487,7 +493,7 @@ impl Driver {
         shared
             .running()
             .insert(message.task_id.clone(), (id, cancel.clone()));
-        let spare = shared.spares().pop();
+        let spare = shared.take_spare();
         let mut driver = Driver {
             shared,
             token: claimed.token,
@@ -510,10 +516,7 @@ impl Driver {
         }
         drop(running);
         if let Some(spare) = driver.spare.take() {
-            let mut spares = driver.shared.spares();
-            if spares.len() < driver.shared.concurrency {
-                spares.push(spare);
-            }
+            driver.shared.recycle(spare);
         }
         driver.shared.driver_ended.notify_waiters();
     }

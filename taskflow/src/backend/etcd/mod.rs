@@ -34,6 +34,7 @@ use super::{
 };
 use crate::error::BackendError;
 use crate::model::Task;
+use crate::sync::lock;
 use batch::{Batcher, Job, Limits};
 use error::Fail;
 use etcd_client::{
@@ -86,12 +87,6 @@ impl Drop for Attempt<'_> {
             }
         }
     }
-}
-
-fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Claims {

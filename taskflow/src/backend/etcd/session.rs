@@ -359,9 +359,7 @@ async fn release_key(shared: &Shared, key: &str, fence: i64) -> Result<(), Fail>
 type Known = Arc<std::sync::Mutex<HashMap<String, (Message, i64)>>>;
 
 fn known(known: &Known) -> std::sync::MutexGuard<'_, HashMap<String, (Message, i64)>> {
-    known
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    crate::sync::lock(known)
 }
 
 /// What the feed knows: the messages of the session's routes and every claim.
@@ -375,9 +373,7 @@ struct View {
 type ClaimSet = Arc<std::sync::Mutex<HashSet<String>>>;
 
 fn claimed(claimed: &ClaimSet) -> std::sync::MutexGuard<'_, HashSet<String>> {
-    claimed
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    crate::sync::lock(claimed)
 }
 
 impl View {
