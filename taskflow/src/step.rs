@@ -189,7 +189,16 @@ impl StepMgr for FnStep {
         self.options.clone()
     }
 
-    async fn run(&self, ctx: &StepContext) -> Result<Value, StepError> {
-        (self.run)(ctx.clone()).await
+    // The closure's future is already boxed: handed out as is, not boxed a second time by `async_trait`.
+    fn run<'a, 'b, 'async_trait>(
+        &'a self,
+        ctx: &'b StepContext,
+    ) -> crate::__private::BoxFuture<'async_trait, Result<Value, StepError>>
+    where
+        'a: 'async_trait,
+        'b: 'async_trait,
+        Self: 'async_trait,
+    {
+        (self.run)(ctx.clone())
     }
 }

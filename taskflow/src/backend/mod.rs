@@ -16,7 +16,7 @@ mod query;
 pub use query::{SortField, TaskPage, TaskQuery};
 
 use crate::error::BackendError;
-use crate::model::{Route, StepStatus, Task};
+use crate::model::{Route, RouteRef, StepStatus, Task, set};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -49,6 +49,39 @@ pub enum Work {
     },
 }
 
+/// A [`Work`] borrowed from a task document.
+#[derive(Clone, Copy)]
+enum WorkRef<'a> {
+    Step(&'a str, &'a str),
+    Callback(&'a str),
+}
+
+impl WorkRef<'_> {
+    fn to_work(self) -> Work {
+        match self {
+            Self::Step(step, executor) => Work::Step {
+                step: step.to_owned(),
+                executor: executor.to_owned(),
+            },
+            Self::Callback(callback) => Work::Callback {
+                callback: callback.to_owned(),
+            },
+        }
+    }
+
+    /// Makes `work` equal to this one, reusing its buffers when the kind is the same.
+    fn write_to(self, work: &mut Work) {
+        match (self, work) {
+            (Self::Step(name, executor_name), Work::Step { step, executor }) => {
+                set(step, &[name]);
+                set(executor, &[executor_name]);
+            }
+            (Self::Callback(name), Work::Callback { callback }) => set(callback, &[name]),
+            (this, work) => *work = this.to_work(),
+        }
+    }
+}
+
 /// The work a task waits for, announced to the workers serving its route.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -72,41 +105,47 @@ impl Message {
     /// callback has not run, otherwise none. Deterministic, so that a backend can replace the message a transition
     /// consumed by the one it produces.
     pub fn of(task: &Task) -> Option<Message> {
-        if task.is_terminal() {
+        Self::of_reusing(task, None)
+    }
+
+    /// [`of`](Self::of), written into the buffers of an earlier message when one is given (a driver alternates two
+    /// messages instead of allocating one per step).
+    pub(crate) fn of_reusing(task: &Task, buffer: Option<Message>) -> Option<Message> {
+        let (work, route, due, deadline) = if task.is_terminal() {
             if task.callback_name.is_empty() || task.callback_result.is_some() {
                 return None;
             }
-            let route = task
-                .node
-                .clone()
-                .map(Route::Node)
-                .or_else(|| task.queue.clone().map(Route::Queue))
-                .unwrap_or_else(Route::default_queue);
-            return Some(Message {
+            let route = RouteRef::pick(task.node.as_deref(), task.queue.as_deref());
+            (WorkRef::Callback(&task.callback_name), route, DateTime::<Utc>::UNIX_EPOCH, None)
+        } else {
+            let step = task.step(&task.current_step)?;
+            if matches!(step.status, StepStatus::Success)
+                || (step.status == StepStatus::Failure && step.skipped)
+            {
+                return None;
+            }
+            (
+                WorkRef::Step(&step.name, &step.executor),
+                step.route_ref(task.node.as_deref(), task.queue.as_deref()),
+                step.due_at.unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+                task.deadline(),
+            )
+        };
+        Some(match buffer {
+            Some(mut message) => {
+                message.task_id.clone_from(&task.task_id);
+                work.write_to(&mut message.work);
+                route.write_to(&mut message.route);
+                (message.due, message.deadline) = (due, deadline);
+                message
+            }
+            None => Message {
                 task_id: task.task_id.clone(),
-                work: Work::Callback {
-                    callback: task.callback_name.clone(),
-                },
-                route,
-                due: DateTime::<Utc>::UNIX_EPOCH,
-                deadline: None,
-            });
-        }
-        let step = task.step(&task.current_step)?;
-        if matches!(step.status, StepStatus::Success)
-            || (step.status == StepStatus::Failure && step.skipped)
-        {
-            return None;
-        }
-        Some(Message {
-            task_id: task.task_id.clone(),
-            work: Work::Step {
-                step: step.name.clone(),
-                executor: step.executor.clone(),
+                work: work.to_work(),
+                route: route.to_route(),
+                due,
+                deadline,
             },
-            route: task.route_of(step),
-            due: step.due_at.unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
-            deadline: task.deadline(),
         })
     }
 

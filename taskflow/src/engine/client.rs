@@ -40,8 +40,7 @@ impl Engine {
                 other => Error::Backend(other),
             })?;
         tracing::debug!(task_id = %task.task_id, task_type = %task.task_type, "task dispatched");
-        metrics::counter!("taskflow_task_dispatched_total", "task_type" => task.task_type.clone())
-            .increment(1);
+        self.inner.metrics.task(&task.task_type).dispatched();
         Ok(task.task_id.clone())
     }
 

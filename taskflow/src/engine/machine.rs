@@ -3,7 +3,7 @@
 
 use super::{Backoff, RetryFrom, RetryRequest};
 use crate::context::Writes;
-use crate::model::{CallbackResult, Step, StepStatus, Task, TaskStatus};
+use crate::model::{CallbackResult, Step, StepStatus, Task, TaskStatus, set};
 use crate::time::millis_between;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -171,15 +171,6 @@ fn advance(task: &mut Task, index: usize, now: DateTime<Utc>) {
             set(&mut task.message, &[SUCCESS_MESSAGE]);
             end(task, TaskStatus::Success, now);
         }
-    }
-}
-
-/// Overwrites `target` with the concatenation of `parts`, reusing its buffer (the engine recycles documents from one
-/// revision to the next).
-fn set(target: &mut String, parts: &[&str]) {
-    target.clear();
-    for part in parts {
-        target.push_str(part);
     }
 }
 

@@ -1,8 +1,10 @@
-//! The worker's metrics handles, registered once per (task type, executor) rather than on every step.
+//! The engine's metrics handles, registered once per task type and per (task type, executor) rather than on every
+//! dispatch or step.
 //!
-//! Install the `metrics` recorder before starting workers: handles registered earlier stay no-ops.
+//! Install the `metrics` recorder before building the engine: handles registered earlier stay no-ops.
 
 use crate::FastMap;
+use crate::model::TaskStatus;
 use metrics::{Counter, Gauge, Histogram};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -59,13 +61,63 @@ impl StepMetrics {
     }
 }
 
-/// The handles of every (task type, executor) a worker ran.
+// `TaskMetrics::finished` is indexed by `status as usize`.
+const _: () = {
+    let mut i = 0;
+    while i < TaskStatus::ALL.len() {
+        assert!(TaskStatus::ALL[i] as usize == i);
+        i += 1;
+    }
+};
+
+/// Handles of one task type.
+pub(crate) struct TaskMetrics {
+    dispatched: Counter,
+    /// Tasks ended, by status (indexed like [`TaskStatus::ALL`]; no-ops for the statuses that do not end a task).
+    finished: [Counter; TaskStatus::ALL.len()],
+}
+
+impl TaskMetrics {
+    /// A task was dispatched.
+    pub(crate) fn dispatched(&self) {
+        self.dispatched.increment(1);
+    }
+
+    /// A task ended with `status`.
+    pub(crate) fn finished(&self, status: TaskStatus) {
+        self.finished[status as usize].increment(1);
+    }
+}
+
+/// The handles of every task type and (task type, executor) the engine met.
 #[derive(Default)]
 pub(crate) struct MetricsCache {
+    tasks: Mutex<FastMap<String, Arc<TaskMetrics>>>,
     steps: Mutex<FastMap<String, FastMap<String, Arc<StepMetrics>>>>,
 }
 
 impl MetricsCache {
+    /// The handles of a task type, registered on first use.
+    pub(crate) fn task(&self, task_type: &str) -> Arc<TaskMetrics> {
+        let mut tasks = crate::sync::lock(&self.tasks);
+        if let Some(found) = tasks.get(task_type) {
+            return Arc::clone(found);
+        }
+        let handles = Arc::new(TaskMetrics {
+            dispatched: metrics::counter!("taskflow_task_dispatched_total", "task_type" => task_type.to_owned()),
+            finished: TaskStatus::ALL.map(|status| {
+                if status.is_terminal() {
+                    metrics::counter!("taskflow_task_finished_total", "task_type" => task_type.to_owned(),
+                        "status" => status.as_str())
+                } else {
+                    Counter::noop()
+                }
+            }),
+        });
+        tasks.insert(task_type.to_owned(), Arc::clone(&handles));
+        handles
+    }
+
     /// The handles of a step, registered on first use.
     pub(crate) fn step(&self, task_type: &str, executor: &str) -> Arc<StepMetrics> {
         let mut steps = crate::sync::lock(&self.steps);

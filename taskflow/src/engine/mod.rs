@@ -37,6 +37,8 @@ pub(crate) struct Inner {
     pub(crate) renderer: Renderer,
     pub(crate) backoff: Backoff,
     pub(crate) cancel_grace: Duration,
+    /// Metrics handles, registered on first use.
+    pub(crate) metrics: metrics::MetricsCache,
 }
 
 /// Configures an [`Engine`]: backend, extra registrations, template filters and functions, retry back-off.
@@ -181,6 +183,7 @@ impl EngineBuilder {
                 renderer: self.renderer,
                 backoff: self.backoff,
                 cancel_grace: self.cancel_grace,
+                metrics: metrics::MetricsCache::default(),
             }),
         })
     }

@@ -6,7 +6,7 @@
 
 use super::Engine;
 use super::machine::{self, Outcome, Plan};
-use super::metrics::{MetricsCache, StepEnd};
+use super::metrics::StepEnd;
 use crate::FastMap;
 use crate::backend::{
     ClaimToken, Claimed, Commit, CorruptTask, FeedEvent, Message, Session, Stored, Transition,
@@ -138,7 +138,6 @@ impl WorkerBuilder {
             abort: CancellationToken::new(),
             tracker: TaskTracker::new(),
             permits: Arc::new(Semaphore::new(self.concurrency)),
-            metrics: MetricsCache::default(),
             spares: Mutex::new(Vec::with_capacity(self.concurrency)),
             concurrency: self.concurrency,
             retry_tx,
@@ -230,7 +229,6 @@ struct Shared {
     abort: CancellationToken,
     tracker: TaskTracker,
     permits: Arc<Semaphore>,
-    metrics: MetricsCache,
     /// Documents no longer referenced by anyone, kept (up to `concurrency`) so that drafts reuse their buffers.
     spares: Mutex<Vec<Arc<Task>>>,
     concurrency: usize,
@@ -468,6 +466,8 @@ struct Driver {
     /// When `spare` is the revision just before the committed one: the only steps in which they differ.
     spare_lag: Option<Range<usize>>,
     message: Message,
+    /// The message before `message`, whose buffers the next one reuses.
+    spare_message: Option<Message>,
     /// Whether the claim is still held.
     holding: bool,
     /// Whether the current step was already marked started by the previous commit.
@@ -501,6 +501,7 @@ impl Driver {
             spare,
             spare_lag: None,
             message,
+            spare_message: None,
             holding: true,
             started: false,
             id,
@@ -528,7 +529,9 @@ impl Driver {
                 Work::Callback { .. } => self.callback().await,
             };
             match next {
-                Some(message) => self.message = message,
+                Some(message) => {
+                    self.spare_message = Some(std::mem::replace(&mut self.message, message));
+                }
                 None => break,
             }
         }
@@ -570,7 +573,7 @@ impl Driver {
         let step = &task.steps[index];
         let span = tracing::info_span!("step", step = %step.name, executor = %step.executor, attempt = step.attempt);
         let began = Instant::now();
-        let metrics = self.shared.metrics.step(&task.task_type, &step.executor);
+        let metrics = self.shared.engine.inner.metrics.step(&task.task_type, &step.executor);
         metrics.started();
         let result = self.attempt(&task, index, cancel).instrument(span).await;
         let status = match &result {
@@ -737,7 +740,10 @@ impl Driver {
         cancel: bool,
         now: DateTime<Utc>,
     ) -> Option<Message> {
-        let mut next = Message::of(&task).filter(|m| self.can_continue(m, now));
+        let mut next = Message::of_reusing(&task, self.spare_message.take());
+        if next.as_ref().is_some_and(|m| !self.can_continue(m, now)) {
+            self.spare_message = next.take();
+        }
         let mut started = false;
         if let Some(message) = &mut next
             && let Work::Step { step, .. } = &message.work
@@ -754,8 +760,12 @@ impl Driver {
         }
         let after = &self.stored.value;
         if after.is_terminal() && after.status != before {
-            metrics::counter!("taskflow_task_finished_total", "task_type" => after.task_type.clone(),
-                "status" => after.status.as_str()).increment(1);
+            self.shared
+                .engine
+                .inner
+                .metrics
+                .task(&after.task_type)
+                .finished(after.status);
         }
         self.started = started;
         debug_assert_eq!(

@@ -97,6 +97,16 @@ mod time_serde;
 
 pub use options::{StepOptions, TaskInfo, TaskOptions};
 pub use route::Route;
+pub(crate) use route::RouteRef;
+
+/// Overwrites `target` with the concatenation of `parts`, reusing its buffer (the engine recycles documents and
+/// messages from one revision to the next).
+pub(crate) fn set(target: &mut String, parts: &[&str]) {
+    target.clear();
+    for part in parts {
+        target.push_str(part);
+    }
+}
 pub use status::{CallbackResult, StepStatus, TaskStatus};
 pub use step::Step;
 pub use task::Task;

@@ -30,6 +30,42 @@ impl Route {
     }
 }
 
+/// A [`Route`] borrowed from a task document: where its step (or callback) runs, before anything is copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RouteRef<'a> {
+    Queue(&'a str),
+    Node(&'a str),
+}
+
+impl<'a> RouteRef<'a> {
+    /// The node if there is one, else the queue, else the default queue.
+    pub(crate) fn pick(node: Option<&'a str>, queue: Option<&'a str>) -> Self {
+        match (node, queue) {
+            (Some(node), _) => Self::Node(node),
+            (None, Some(queue)) => Self::Queue(queue),
+            (None, None) => Self::Queue(Route::DEFAULT_QUEUE),
+        }
+    }
+
+    /// An owned copy.
+    pub(crate) fn to_route(self) -> Route {
+        match self {
+            Self::Queue(name) => Route::Queue(name.to_owned()),
+            Self::Node(name) => Route::Node(name.to_owned()),
+        }
+    }
+
+    /// Makes `route` equal to this one, reusing its buffer when the kind is the same.
+    pub(crate) fn write_to(self, route: &mut Route) {
+        match (self, route) {
+            (Self::Queue(name), Route::Queue(buffer)) | (Self::Node(name), Route::Node(buffer)) => {
+                super::set(buffer, &[name]);
+            }
+            (this, route) => *route = this.to_route(),
+        }
+    }
+}
+
 impl fmt::Display for Route {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

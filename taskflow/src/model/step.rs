@@ -1,4 +1,4 @@
-use super::{Route, StepOptions, StepStatus, payload, time_serde};
+use super::{Route, RouteRef, StepOptions, StepStatus, payload, time_serde};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -159,16 +159,19 @@ impl Step {
 
     /// Where the step runs: its own node or queue, else the task's, else the default queue.
     pub fn route(&self, task_node: Option<&str>, task_queue: Option<&str>) -> Route {
-        if let Some(node) = &self.node {
-            Route::Node(node.clone())
-        } else if let Some(queue) = &self.queue {
-            Route::Queue(queue.clone())
-        } else if let Some(node) = task_node {
-            Route::Node(node.to_owned())
-        } else if let Some(queue) = task_queue {
-            Route::Queue(queue.to_owned())
+        self.route_ref(task_node, task_queue).to_route()
+    }
+
+    /// [`route`](Self::route), borrowed.
+    pub(crate) fn route_ref<'a>(
+        &'a self,
+        task_node: Option<&'a str>,
+        task_queue: Option<&'a str>,
+    ) -> RouteRef<'a> {
+        if self.node.is_some() || self.queue.is_some() {
+            RouteRef::pick(self.node.as_deref(), self.queue.as_deref())
         } else {
-            Route::default_queue()
+            RouteRef::pick(task_node, task_queue)
         }
     }
 
