@@ -41,12 +41,18 @@ impl StepEnd {
 
 /// Handles of one (task type, executor).
 pub(crate) struct StepMetrics {
+    executor: String,
     running: Gauge,
     /// Count and duration, by [`StepEnd`].
     outcomes: [(Counter, Histogram); 5],
 }
 
 impl StepMetrics {
+    /// The executor these handles count.
+    pub(crate) fn executor(&self) -> &str {
+        &self.executor
+    }
+
     /// A step attempt starts.
     pub(crate) fn started(&self) {
         self.running.increment(1.0);
@@ -143,6 +149,7 @@ impl MetricsCache {
             )
         });
         let handles = Arc::new(StepMetrics {
+            executor: executor.to_owned(),
             running: metrics::gauge!("taskflow_step_running", &labels),
             outcomes,
         });

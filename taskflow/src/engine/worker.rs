@@ -6,7 +6,7 @@
 
 use super::Engine;
 use super::machine::{self, Outcome, Plan};
-use super::metrics::StepEnd;
+use super::metrics::{StepEnd, StepMetrics};
 use crate::FastMap;
 use crate::backend::{
     ClaimToken, Claimed, Commit, CorruptTask, FeedEvent, Message, Session, Stored, Transition,
@@ -470,8 +470,10 @@ struct Driver {
     spare_message: Option<Message>,
     /// Whether the claim is still held.
     holding: bool,
-    /// Whether the current step was already marked started by the previous commit.
-    started: bool,
+    /// The current step, when the previous commit already planned and started it.
+    started: Option<usize>,
+    /// The metrics handles of the last step run (the next step often has the same executor).
+    metrics: Option<Arc<StepMetrics>>,
     /// This driver's id (its entry in `Shared::running`).
     id: u64,
     /// Cancelled when the task is cancelled or the session is lost; each attempt runs under a child token, which
@@ -503,7 +505,8 @@ impl Driver {
             message,
             spare_message: None,
             holding: true,
-            started: false,
+            started: None,
+            metrics: None,
             id,
             cancel,
         };
@@ -544,6 +547,13 @@ impl Driver {
 
     /// Runs (or times out, or skips) the claimed step; returns the next message to handle here.
     async fn step(&mut self) -> Option<Message> {
+        if let Some(index) = self.started.take() {
+            return if self.cancel.is_cancelled() {
+                None
+            } else {
+                self.run_step(index, self.cancel.child_token(), true).await
+            };
+        }
         let can_run = self.shared.spec.can_run(&self.message.work);
         let Work::Step { step: name, .. } = &self.message.work else {
             return None;
@@ -556,24 +566,35 @@ impl Driver {
                     .await
             }
             Plan::Run(_) if self.cancel.is_cancelled() => None,
-            Plan::Run(index) => self.run_step(index, self.cancel.child_token()).await,
+            Plan::Run(index) => {
+                self.run_step(index, self.cancel.child_token(), false)
+                    .await
+            }
         }
     }
 
-    async fn run_step(&mut self, index: usize, cancel: CancellationToken) -> Option<Message> {
-        if !self.started {
+    /// Runs the step at `index`, first marking it started unless the previous commit did.
+    async fn run_step(
+        &mut self,
+        index: usize,
+        cancel: CancellationToken,
+        started: bool,
+    ) -> Option<Message> {
+        if !started {
             let mut started = self.draft();
             machine::start_step(started.edit(index..index + 1), index, Utc::now());
             if self.commit(started, false, false).await != Committed::Applied {
                 return None;
             }
         }
-        self.started = false;
         let task = Arc::clone(&self.stored.value);
         let step = &task.steps[index];
         let span = tracing::info_span!("step", step = %step.name, executor = %step.executor, attempt = step.attempt);
         let began = Instant::now();
-        let metrics = self.shared.engine.inner.metrics.step(&task.task_type, &step.executor);
+        let metrics = match self.metrics.take() {
+            Some(metrics) if metrics.executor() == step.executor => metrics,
+            _ => self.shared.engine.inner.metrics.step(&task.task_type, &step.executor),
+        };
         metrics.started();
         let result = self.attempt(&task, index, cancel).instrument(span).await;
         let status = match &result {
@@ -584,6 +605,7 @@ impl Driver {
             Err(Interrupt::Shutdown) => StepEnd::Interrupted,
         };
         metrics.finished(status, began.elapsed());
+        self.metrics = Some(metrics);
         drop(task);
         let mut task = self.draft();
         // One instant ends this step and starts the next one, if the driver continues.
@@ -744,7 +766,7 @@ impl Driver {
         if next.as_ref().is_some_and(|m| !self.can_continue(m, now)) {
             self.spare_message = next.take();
         }
-        let mut started = false;
+        let mut started = None;
         if let Some(message) = &mut next
             && let Work::Step { step, .. } = &message.work
             && let Plan::Run(index) = machine::plan(&task, step, now, true)
@@ -752,7 +774,7 @@ impl Driver {
             machine::start_step(task.edit(index..index + 1), index, now);
             // Starting sets the task's start (the first time), hence its deadline; nothing else of the message moves.
             message.deadline = task.deadline();
-            started = true;
+            started = Some(index);
         }
         let before = self.stored.value.status;
         if self.commit(task, next.is_none(), cancel).await != Committed::Applied {
@@ -994,22 +1016,35 @@ async fn commit_with_retry(
     shared: &Shared,
     transition: &Transition<'_>,
 ) -> Result<Commit, BackendError> {
+    match shared.engine.inner.backend.commit(transition).await {
+        // The rare path is boxed: it keeps every driver's future (allocated per task) small.
+        Err(BackendError::Unavailable(reason)) => {
+            Box::pin(retry_commit(shared, transition, reason)).await
+        }
+        result => result,
+    }
+}
+
+/// The retries of [`commit_with_retry`] after a first failure.
+async fn retry_commit(
+    shared: &Shared,
+    transition: &Transition<'_>,
+    mut reason: String,
+) -> Result<Commit, BackendError> {
     let mut delay = Duration::from_millis(50);
-    let mut attempts = 0;
-    loop {
+    for _ in 0..12 {
+        tracing::warn!(reason, "commit failed; retrying");
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = shared.abort.cancelled() => return Err(BackendError::Unavailable(reason)),
+        }
+        delay = (delay * 2).min(Duration::from_secs(10));
         match shared.engine.inner.backend.commit(transition).await {
-            Err(BackendError::Unavailable(reason)) if attempts < 12 => {
-                tracing::warn!(reason, "commit failed; retrying");
-                attempts += 1;
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = shared.abort.cancelled() => return Err(BackendError::Unavailable(reason)),
-                }
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
+            Err(BackendError::Unavailable(again)) => reason = again,
             result => return result,
         }
     }
+    Err(BackendError::Unavailable(reason))
 }
 
 /// A stored document that does not parse: fail the task with a message that keeps the raw document.
