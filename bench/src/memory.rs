@@ -61,16 +61,16 @@ pub(crate) async fn taskflow_memory(sizes: Sizes) -> Duration {
     elapsed
 }
 
-/// A task of `steps` no-op steps.
-pub(crate) fn noop_task(steps: usize) -> Task {
+/// A task of no-op steps with these names.
+pub(crate) fn noop_task(names: &[String]) -> Task {
     let info = TaskInfo {
         task_name: "bench".into(),
         task_type: "bench".into(),
         ..Default::default()
     };
     let mut task = Task::new(info, TaskOptions::default());
-    for i in 0..steps {
-        task.add_step(Step::new(format!("s{i}"), "noop", StepOptions::default()));
+    for name in names {
+        task.add_step(Step::new(name.clone(), "noop", StepOptions::default()));
     }
     task
 }
@@ -78,8 +78,9 @@ pub(crate) fn noop_task(steps: usize) -> Task {
 /// Dispatches T tasks (at most C dispatches in flight) and waits for all of them; panics unless all succeed.
 pub(crate) async fn run_tasks(engine: &Engine, sizes: Sizes) {
     use futures::StreamExt;
+    let names: Vec<String> = (0..sizes.steps).map(|i| format!("s{i}")).collect();
     let ids: Vec<String> = futures::stream::iter(0..sizes.tasks)
-        .map(|_| engine.dispatch(noop_task(sizes.steps)))
+        .map(|_| engine.dispatch(noop_task(&names)))
         .buffer_unordered(sizes.concurrency)
         .map(|r| r.expect("dispatch"))
         .collect()

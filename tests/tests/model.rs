@@ -100,6 +100,27 @@ fn new_task_and_step_have_the_reference_defaults() {
     assert_eq!(json["callbackResult"], "FAILURE");
 }
 
+#[test]
+fn duplicate_step_names_are_found_in_short_and_long_chains() {
+    for len in [3, 40] {
+        let info = TaskInfo {
+            task_name: "n".into(),
+            ..Default::default()
+        };
+        let mut task = Task::new(info, TaskOptions::default());
+        for i in 0..len {
+            task.add_step(Step::new(format!("s{i}"), "x", StepOptions::default()));
+        }
+        assert!(task.validate().is_ok(), "{len} distinct steps");
+        task.add_step(Step::new(format!("s{}", len - 1), "x", StepOptions::default()));
+        let err = task.validate().unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("step name `s{}` is not unique", len - 1)),
+            "{len} steps: {err}"
+        );
+    }
+}
+
 fn uuid_version(id: &str) -> Option<char> {
     id.split('-').nth(2).and_then(|part| part.chars().next())
 }

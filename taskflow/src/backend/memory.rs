@@ -77,20 +77,28 @@ impl Entry {
     /// Follows a change of the document: if sessions heard of the old message and it changed, they hear of its
     /// removal — except the claim holder, which took the message off its list when it claimed it.
     fn document_changed(&mut self, sessions: &mut HashMap<u64, SessionEntry>) {
-        if !self.announced {
-            self.message = None;
-            return;
-        }
-        let next = Message::of(&self.doc.value);
-        if let Some(Some(old)) = &self.message {
-            if Some(old) == next.as_ref() {
+        let holder = self.claim.map(|(session, _)| session);
+        let heard = |old: &Message| {
+            sessions
+                .iter()
+                .any(|(id, session)| Some(*id) != holder && session.spec.serves(&old.route))
+        };
+        let old = match &self.message {
+            Some(Some(old)) if self.announced && heard(old) => old,
+            // Nobody but the claim holder may hold the old message: nobody to tell.
+            _ => {
+                self.message = None;
+                self.announced = false;
                 return;
             }
-            let holder = self.claim.map(|(session, _)| session);
-            send(sessions, old, holder, || FeedEvent::Remove {
-                task_id: old.task_id.clone(),
-            });
+        };
+        let next = Message::of(&self.doc.value);
+        if Some(old) == next.as_ref() {
+            return;
         }
+        send(sessions, old, holder, || FeedEvent::Remove {
+            task_id: old.task_id.clone(),
+        });
         self.message = Some(next);
         self.announced = false;
     }

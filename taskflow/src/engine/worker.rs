@@ -20,7 +20,7 @@ use crate::sync::lock;
 use crate::time::until;
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
@@ -255,11 +255,14 @@ impl Shared {
     }
 }
 
-/// The messages a worker knows, ordered by when to look at them.
+/// The messages a worker knows, ordered by when to look at them (ties in arrival order).
 #[derive(Default)]
 struct Pending {
-    by_task: FastMap<String, (DateTime<Utc>, Message)>,
-    order: BTreeSet<(DateTime<Utc>, String)>,
+    /// Where each task's message is in `order`.
+    by_task: FastMap<String, (DateTime<Utc>, u64)>,
+    order: BTreeMap<(DateTime<Utc>, u64), Message>,
+    /// Arrival counter (the tie-break of `order`).
+    arrivals: u64,
 }
 
 impl Pending {
@@ -287,28 +290,34 @@ impl Pending {
         };
         let wake = wake.map(|wake| not_before.map_or(wake, |later| wake.max(later)));
         if let Some(wake) = wake {
-            self.order.insert((wake, message.task_id.clone()));
-            self.by_task
-                .insert(message.task_id.clone(), (wake, message));
+            self.arrivals += 1;
+            let key = (wake, self.arrivals);
+            self.by_task.insert(message.task_id.clone(), key);
+            self.order.insert(key, message);
         }
     }
 
     fn remove(&mut self, task_id: &str) {
-        if let Some((wake, _)) = self.by_task.remove(task_id) {
-            self.order.remove(&(wake, task_id.to_owned()));
+        if let Some(key) = self.by_task.remove(task_id) {
+            self.order.remove(&key);
         }
+    }
+
+    fn contains(&self, task_id: &str) -> bool {
+        self.by_task.contains_key(task_id)
     }
 
     fn next_wake(&self) -> Option<DateTime<Utc>> {
-        self.order.first().map(|(wake, _)| *wake)
+        self.order.first_key_value().map(|((wake, _), _)| *wake)
     }
 
     fn pop_due(&mut self, now: DateTime<Utc>) -> Option<Message> {
-        if self.order.first()?.0 > now {
+        if self.next_wake()? > now {
             return None;
         }
-        let (_, task_id) = self.order.pop_first()?;
-        self.by_task.remove(&task_id).map(|(_, message)| message)
+        let (_, message) = self.order.pop_first()?;
+        self.by_task.remove(&message.task_id);
+        Some(message)
     }
 }
 
@@ -359,7 +368,7 @@ async fn schedule(
             },
             Some(message) = retry_rx.recv() => {
                 // Unless the feed told of a newer message for the task meanwhile, look again a second later.
-                if !pending.by_task.contains_key(&message.task_id) {
+                if !pending.contains(&message.task_id) {
                     let later = Utc::now() + chrono::Duration::seconds(1);
                     pending.upsert_after(&shared.spec, message, Some(later));
                 }

@@ -118,6 +118,9 @@ clone_reusing_buffers!(Task {
     steps,
 });
 
+/// Up to this many steps, `validate` looks for duplicate names by comparing pairs.
+const SHORT_CHAIN: usize = 16;
+
 impl Task {
     /// A new task without steps (the reference's `NewTask`): a fresh UUID, status INITIALIZING.
     pub fn new(info: TaskInfo, options: TaskOptions) -> Self {
@@ -233,11 +236,17 @@ impl Task {
         if self.steps.is_empty() {
             problems.push("task steps empty".to_owned());
         }
-        let mut seen = HashSet::with_hasher(foldhash::fast::RandomState::default());
+        // Short chains (the usual case) are checked for duplicates without building a set.
+        let mut seen = (self.steps.len() > SHORT_CHAIN)
+            .then(|| HashSet::with_hasher(foldhash::fast::RandomState::default()));
         for (i, step) in self.steps.iter().enumerate() {
+            let duplicate = match &mut seen {
+                Some(seen) => !seen.insert(step.name.as_str()),
+                None => self.steps[..i].iter().any(|earlier| earlier.name == step.name),
+            };
             if step.name.is_empty() {
                 problems.push(format!("step #{} name is required", i + 1));
-            } else if !seen.insert(step.name.as_str()) {
+            } else if duplicate {
                 problems.push(format!("step name `{}` is not unique", step.name));
             }
             if step.executor.is_empty() {
