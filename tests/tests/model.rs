@@ -112,7 +112,11 @@ fn duplicate_step_names_are_found_in_short_and_long_chains() {
             task.add_step(Step::new(format!("s{i}"), "x", StepOptions::default()));
         }
         assert!(task.validate().is_ok(), "{len} distinct steps");
-        task.add_step(Step::new(format!("s{}", len - 1), "x", StepOptions::default()));
+        task.add_step(Step::new(
+            format!("s{}", len - 1),
+            "x",
+            StepOptions::default(),
+        ));
         let err = task.validate().unwrap_err().to_string();
         assert!(
             err.contains(&format!("step name `s{}` is not unique", len - 1)),

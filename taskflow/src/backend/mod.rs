@@ -116,7 +116,12 @@ impl Message {
                 return None;
             }
             let route = RouteRef::pick(task.node.as_deref(), task.queue.as_deref());
-            (WorkRef::Callback(&task.callback_name), route, DateTime::<Utc>::UNIX_EPOCH, None)
+            (
+                WorkRef::Callback(&task.callback_name),
+                route,
+                DateTime::<Utc>::UNIX_EPOCH,
+                None,
+            )
         } else {
             let step = task.step(&task.current_step)?;
             if matches!(step.status, StepStatus::Success)

@@ -141,6 +141,7 @@ impl WorkerBuilder {
             spares: Mutex::new(Vec::with_capacity(self.concurrency)),
             concurrency: self.concurrency,
             retry_tx,
+            pending: Mutex::default(),
         });
         tracing::info!(worker = %shared.spec.worker_id, node = %shared.spec.node, queues = ?shared.spec.queues,
             backend = shared.engine.inner.backend.name(), "worker started");
@@ -234,6 +235,9 @@ struct Shared {
     concurrency: usize,
     /// Messages to look at again later (a claim failed on a backend error).
     retry_tx: mpsc::UnboundedSender<Message>,
+    /// The messages this worker knows, filled by the scheduler from the feed, taken by the scheduler and by drivers
+    /// that finished their task (which go on with the next due message instead of ending).
+    pending: Mutex<Pending>,
 }
 
 impl Shared {
@@ -252,6 +256,10 @@ impl Shared {
 
     fn running(&self) -> std::sync::MutexGuard<'_, FastMap<String, (u64, CancellationToken)>> {
         lock(&self.running)
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        lock(&self.pending)
     }
 }
 
@@ -330,30 +338,34 @@ async fn schedule(
     mut feed: mpsc::UnboundedReceiver<FeedEvent>,
     mut retry_rx: mpsc::UnboundedReceiver<Message>,
 ) {
-    let mut pending = Pending::default();
     loop {
         let mut blocked = false;
         let now = Utc::now();
-        while !shared.stopping.is_cancelled() && pending.next_wake().is_some_and(|wake| wake <= now)
-        {
-            match Arc::clone(&shared.permits).try_acquire_owned() {
-                Ok(permit) => {
-                    if let Some(message) = pending.pop_due(now) {
-                        launch(&shared, message, permit);
+        let sleep = {
+            let mut pending = shared.pending();
+            while !shared.stopping.is_cancelled()
+                && pending.next_wake().is_some_and(|wake| wake <= now)
+            {
+                match Arc::clone(&shared.permits).try_acquire_owned() {
+                    Ok(permit) => {
+                        if let Some(message) = pending.pop_due(now) {
+                            launch(&shared, message, permit);
+                        }
+                    }
+                    Err(_) => {
+                        blocked = true;
+                        break;
                     }
                 }
-                Err(_) => {
-                    blocked = true;
-                    break;
-                }
             }
-        }
-        let sleep = pending.next_wake().map(until);
+            pending.next_wake().map(until)
+        };
         tokio::select! {
             biased;
             () = shared.stopping.cancelled() => break,
             event = feed.recv() => match event {
                 Some(event) => {
+                    let mut pending = shared.pending();
                     apply(&shared, &mut pending, event);
                     // Whatever else arrived meanwhile, in one go (bounded, so that launching is not held up).
                     for _ in 0..FEED_BATCH {
@@ -368,13 +380,15 @@ async fn schedule(
             },
             Some(message) = retry_rx.recv() => {
                 // Unless the feed told of a newer message for the task meanwhile, look again a second later.
+                let mut pending = shared.pending();
                 if !pending.contains(&message.task_id) {
                     let later = Utc::now() + chrono::Duration::seconds(1);
                     pending.upsert_after(&shared.spec, message, Some(later));
                 }
             }
             permit = Arc::clone(&shared.permits).acquire_owned(), if blocked => {
-                if let (Ok(permit), Some(message)) = (permit, pending.pop_due(Utc::now())) {
+                let next = shared.pending().pop_due(Utc::now());
+                if let (Ok(permit), Some(message)) = (permit, next) {
                     launch(&shared, message, permit);
                 }
             }
@@ -387,7 +401,7 @@ async fn schedule(
             biased;
             () = shared.tracker.wait() => break,
             event = feed.recv() => match event {
-                Some(event @ (FeedEvent::Cancel { .. } | FeedEvent::Lost(_))) => apply(&shared, &mut pending, event),
+                Some(event @ (FeedEvent::Cancel { .. } | FeedEvent::Lost(_))) => apply(&shared, &mut shared.pending(), event),
                 Some(_) => {}
                 None => break,
             },
@@ -424,35 +438,51 @@ fn apply(shared: &Shared, pending: &mut Pending, event: FeedEvent) {
 pub(crate) static DRIVER_PANICS: std::sync::atomic::AtomicUsize =
     std::sync::atomic::AtomicUsize::new(0);
 
+/// Spawns a tokio task that claims and drives the message, then — holding the same concurrency permit — the next due
+/// messages, until none is due.
 fn launch(shared: &Arc<Shared>, message: Message, permit: OwnedSemaphorePermit) {
     let shared = Arc::clone(shared);
-    let span = tracing::info_span!("task", task_id = %message.task_id);
-    shared.tracker.clone().spawn(
-        async move {
-            let claimed = match shared.session.claim(&message).await {
-                Ok(Some(claimed)) => claimed,
-                Ok(None) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "claim failed; will look again");
-                    let _ = shared.retry_tx.send(message);
-                    return;
-                }
-            };
-            // Every user code path is panic-guarded; should the engine itself panic, give the claim back rather
-            // than hold it until the session ends.
-            let token = claimed.token.clone();
-            let driven = AssertUnwindSafe(Driver::start(Arc::clone(&shared), message, claimed)).catch_unwind();
-            if let Err(panic) = driven.await {
-                tracing::error!(panic = %panic_message(&panic), "worker bug: a task driver panicked; releasing its claim");
-                DRIVER_PANICS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                shared.running().remove(&token.task_id);
-                shared.driver_ended.notify_waiters();
-                let _ = shared.session.release(&token).await;
+    shared.tracker.clone().spawn(async move {
+        let mut message = message;
+        loop {
+            let span = tracing::info_span!("task", task_id = %message.task_id);
+            claim_and_drive(&shared, message).instrument(span).await;
+            if shared.stopping.is_cancelled() {
+                break;
             }
-            drop(permit);
+            let next = shared.pending().pop_due(Utc::now());
+            match next {
+                Some(next) => message = next,
+                None => break,
+            }
         }
-        .instrument(span),
-    );
+        drop(permit);
+    });
+}
+
+/// Claims a message and drives its task.
+async fn claim_and_drive(shared: &Arc<Shared>, message: Message) {
+    let claimed = match shared.session.claim(&message).await {
+        Ok(Some(claimed)) => claimed,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "claim failed; will look again");
+            let _ = shared.retry_tx.send(message);
+            return;
+        }
+    };
+    // Every user code path is panic-guarded; should the engine itself panic, give the claim back rather than hold
+    // it until the session ends.
+    let token = claimed.token.clone();
+    let driven =
+        AssertUnwindSafe(Driver::start(Arc::clone(shared), message, claimed)).catch_unwind();
+    if let Err(panic) = driven.await {
+        tracing::error!(panic = %panic_message(&panic), "worker bug: a task driver panicked; releasing its claim");
+        DRIVER_PANICS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        shared.running().remove(&token.task_id);
+        shared.driver_ended.notify_waiters();
+        let _ = shared.session.release(&token).await;
+    }
 }
 
 /// Why a step attempt did not produce an outcome.
@@ -575,10 +605,7 @@ impl Driver {
                     .await
             }
             Plan::Run(_) if self.cancel.is_cancelled() => None,
-            Plan::Run(index) => {
-                self.run_step(index, self.cancel.child_token(), false)
-                    .await
-            }
+            Plan::Run(index) => self.run_step(index, self.cancel.child_token(), false).await,
         }
     }
 
@@ -602,7 +629,12 @@ impl Driver {
         let began = Instant::now();
         let metrics = match self.metrics.take() {
             Some(metrics) if metrics.executor() == step.executor => metrics,
-            _ => self.shared.engine.inner.metrics.step(&task.task_type, &step.executor),
+            _ => self
+                .shared
+                .engine
+                .inner
+                .metrics
+                .step(&task.task_type, &step.executor),
         };
         metrics.started();
         let result = self.attempt(&task, index, cancel).instrument(span).await;

@@ -242,7 +242,9 @@ impl Task {
         for (i, step) in self.steps.iter().enumerate() {
             let duplicate = match &mut seen {
                 Some(seen) => !seen.insert(step.name.as_str()),
-                None => self.steps[..i].iter().any(|earlier| earlier.name == step.name),
+                None => self.steps[..i]
+                    .iter()
+                    .any(|earlier| earlier.name == step.name),
             };
             if step.name.is_empty() {
                 problems.push(format!("step #{} name is required", i + 1));
