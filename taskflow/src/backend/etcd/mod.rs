@@ -511,24 +511,16 @@ impl Backend for EtcdBackend {
         task_id: &str,
         after: u64,
     ) -> Result<Option<Stored<Task>>, BackendError> {
-        let inner = &self.inner;
-        let key = inner.keys.task(task_id);
-        let mut delay = Duration::from_millis(50);
-        loop {
-            match wait_once(inner, &key, after).await {
-                Ok(result) => return result,
-                Err(Fail::Unavailable(reason)) => {
-                    tracing::debug!(
-                        task_id,
-                        reason,
-                        "waiting for a task change: etcd unavailable, retrying"
-                    );
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
-                }
-                Err(fail) => return Err(fail.into()),
-            }
-        }
+        self.wait_for(task_id, &|stored| stored.revision > after)
+            .await
+    }
+
+    async fn wait_settled(&self, task_id: &str) -> Result<Option<Stored<Arc<Task>>>, BackendError> {
+        let settled = self.wait_for(task_id, &|stored| stored.value.is_settled());
+        Ok(settled.await?.map(|stored| Stored {
+            value: Arc::new(stored.value),
+            revision: stored.revision,
+        }))
     }
 
     async fn workers(&self) -> Result<Vec<WorkerSpec>, BackendError> {
@@ -544,18 +536,53 @@ impl Backend for EtcdBackend {
     }
 }
 
-/// Reads the document; if it is not newer than `after`, watches it from the revision read until it changes.
+/// What a wait looks for in a task document.
+type Ready<'a> = &'a (dyn Fn(&Stored<Task>) -> bool + Sync);
+
+impl EtcdBackend {
+    /// Waits until the task's document satisfies `ready` (`None` once it is deleted), retrying while etcd is
+    /// unavailable.
+    async fn wait_for(
+        &self,
+        task_id: &str,
+        ready: Ready<'_>,
+    ) -> Result<Option<Stored<Task>>, BackendError> {
+        let inner = &self.inner;
+        let key = inner.keys.task(task_id);
+        let mut delay = Duration::from_millis(50);
+        loop {
+            match wait_once(inner, &key, ready).await {
+                Ok(result) => return result,
+                Err(Fail::Unavailable(reason)) => {
+                    tracing::debug!(
+                        task_id,
+                        reason,
+                        "waiting for a task change: etcd unavailable, retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                Err(fail) => return Err(fail.into()),
+            }
+        }
+    }
+}
+
+/// Reads the document; unless it satisfies `ready`, watches it from the revision read until a version does: one
+/// watch however many changes it takes (a wait for a task's end sees every commit of a running task).
 async fn wait_once(
     inner: &Inner,
     key: &str,
-    after: u64,
+    ready: Ready<'_>,
 ) -> Result<Result<Option<Stored<Task>>, BackendError>, Fail> {
     let resp = timed(inner.config.request_timeout, inner.client().get(key, None)).await?;
     let read_at = resp.header().map_or(0, |h| h.revision());
-    match resp.kvs().first() {
-        None => return Ok(Ok(None)),
-        Some(kv) if kv.mod_revision() as u64 > after => return Ok(parse_task(key, kv).map(Some)),
-        Some(_) => {}
+    let Some(kv) = resp.kvs().first() else {
+        return Ok(Ok(None));
+    };
+    match parse_task(key, kv) {
+        Ok(stored) if !ready(&stored) => {}
+        found => return Ok(found.map(Some)),
     }
     let options = etcd_client::WatchOptions::new().with_start_revision(read_at + 1);
     let mut stream = timed(
@@ -575,10 +602,13 @@ async fn wait_once(
         }
         for event in resp.events() {
             let Some(kv) = event.kv() else { continue };
-            return Ok(match event.event_type() {
-                etcd_client::EventType::Delete => Ok(None),
-                etcd_client::EventType::Put => parse_task(key, kv).map(Some),
-            });
+            match event.event_type() {
+                etcd_client::EventType::Delete => return Ok(Ok(None)),
+                etcd_client::EventType::Put => match parse_task(key, kv) {
+                    Ok(stored) if !ready(&stored) => {}
+                    found => return Ok(found.map(Some)),
+                },
+            }
         }
     }
 }
