@@ -43,6 +43,7 @@ backend_tests!(
     a_huge_backoff_does_not_break_the_worker,
     retry_waits_for_the_pending_callback,
     a_worker_cannot_list_unknown_executors,
+    a_deadline_passed_during_a_commit_stops_the_chain,
 );
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -1444,4 +1445,92 @@ async fn a_worker_cannot_list_unknown_executors(b: TestBackend) {
         text.contains("the worker lists callback `nope`, which is not registered"),
         "{text}"
     );
+}
+
+/// Delays the commit that ends step `a` and starts step `b` (as a slow or retried etcd transaction would).
+struct SlowCommit(Arc<dyn taskflow::Backend>);
+
+#[taskflow::async_trait]
+impl taskflow::Backend for SlowCommit {
+    fn name(&self) -> &'static str {
+        "slow-commit"
+    }
+    async fn create(&self, task: &Arc<Task>) -> Result<u64, taskflow::BackendError> {
+        self.0.create(task).await
+    }
+    async fn get(
+        &self,
+        id: &str,
+    ) -> Result<Option<taskflow::backend::Stored<Task>>, taskflow::BackendError> {
+        self.0.get(id).await
+    }
+    async fn list(
+        &self,
+        query: &TaskQuery,
+    ) -> Result<taskflow::backend::TaskPage, taskflow::BackendError> {
+        self.0.list(query).await
+    }
+    async fn commit(
+        &self,
+        t: &taskflow::backend::Transition<'_>,
+    ) -> Result<taskflow::backend::Commit, taskflow::BackendError> {
+        if t.task.steps[0].status == StepStatus::Success
+            && t.task.steps[1].status == StepStatus::Running
+        {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+        self.0.commit(t).await
+    }
+    async fn wait_change(
+        &self,
+        id: &str,
+        after: u64,
+    ) -> Result<Option<taskflow::backend::Stored<Task>>, taskflow::BackendError> {
+        self.0.wait_change(id, after).await
+    }
+    async fn wait_settled(
+        &self,
+        id: &str,
+    ) -> Result<Option<taskflow::backend::Stored<Arc<Task>>>, taskflow::BackendError> {
+        self.0.wait_settled(id).await
+    }
+    async fn workers(&self) -> Result<Vec<taskflow::backend::WorkerSpec>, taskflow::BackendError> {
+        self.0.workers().await
+    }
+    async fn open_session(
+        &self,
+        spec: taskflow::backend::WorkerSpec,
+    ) -> Result<
+        (
+            Arc<dyn taskflow::backend::Session>,
+            mpsc::UnboundedReceiver<taskflow::backend::FeedEvent>,
+        ),
+        taskflow::BackendError,
+    > {
+        self.0.open_session(spec).await
+    }
+}
+
+/// A step started by the commit that ended the previous one does not run if the task deadline passed meanwhile.
+async fn a_deadline_passed_during_a_commit_stops_the_chain(b: TestBackend) {
+    let calls = Calls::default();
+    let engine = Engine::builder()
+        .shared_backend(Arc::new(SlowCommit(Arc::clone(&b.backend))))
+        .without_inventory()
+        .step(step_fn("noop", |_ctx| async { Ok(()) }))
+        .step(recorder("late", &calls));
+    let (engine, worker) = start(engine).await;
+    let options = TaskOptions {
+        max_execution_seconds: 1,
+        ..Default::default()
+    };
+    let done = run_to_end(
+        &engine,
+        task_with("deadline", options, [step("a", "noop"), step("b", "late")]),
+    )
+    .await;
+    worker.shutdown().await;
+    assert_eq!(done.status, TaskStatus::Timeout, "{}", done.message);
+    assert_eq!(done.steps[0].status, StepStatus::Success);
+    assert_eq!(calls.get("b"), 0, "step b ran after the task deadline");
 }

@@ -683,6 +683,12 @@ impl Driver {
     ) -> Result<Outcome, Interrupt> {
         let inner = &self.shared.engine.inner;
         let step = &task.steps[index];
+        // A deadline that passed before the step starts (e.g. while the commit that started it was slow) times the
+        // task out without running the step.
+        let deadline = task.deadline().map(until);
+        if deadline == Some(Duration::ZERO) {
+            return Err(Interrupt::TaskTimeout);
+        }
         // User filters and functions run while rendering: a panic there fails the step like any other.
         let rendered = std::panic::catch_unwind(AssertUnwindSafe(|| {
             inner.renderer.render_params(task, step)
@@ -719,7 +725,6 @@ impl Driver {
         tokio::pin!(future);
         let step_timeout = (step.max_execution_seconds > 0)
             .then(|| Duration::from_secs(u64::from(step.max_execution_seconds)));
-        let deadline = task.deadline().map(until);
         let result = tokio::select! {
             biased;
             result = &mut future => result,
