@@ -149,6 +149,8 @@ async fn main() {
         sizes.concurrency,
         data_root.display()
     );
+    // The in-process pair first, while the process runs nothing else: the etcd phase leaves clients behind.
+    let (tokio_time, memory_time) = in_process(sizes).await;
     let server = EtcdServer::start_in(&data_root);
 
     let (warm_up, rounds) = etcd_rounds(&server, sizes).await;
@@ -162,8 +164,6 @@ async fn main() {
         etcd::quantile_ms(&hops, 0.99),
     );
     drop(server);
-
-    let (tokio_time, memory_time) = in_process(sizes).await;
 
     let baseline_rate = sizes.steps_per_second(baseline_time);
     let etcd_rate = sizes.steps_per_second(etcd_time);
