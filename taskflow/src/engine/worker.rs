@@ -1,6 +1,7 @@
 //! Workers: claim the messages of the routes they serve, run steps and callbacks, commit transitions.
 //!
-//! A worker is a scheduler loop (feed events in, due messages out) plus one tokio task per claimed message. A claimed
+//! A worker is a scheduler loop (feed events in, due messages out) plus up to `concurrency` tokio tasks that claim and
+//! drive messages: each takes the next due message when it is done with one, and ends when none is due. A claimed
 //! task is driven step after step by the same tokio task while the next step is due at once and runnable here (its
 //! claim is kept, and the next step is marked started in the same commit that records the previous one).
 
