@@ -845,7 +845,8 @@ impl Driver {
     }
 
     /// A copy of the committed document to change, reusing the spare revision when there is one: when it is the
-    /// revision just before, only the task's fields and the steps the last commit touched are copied.
+    /// revision just before, only the fields a transition may change (`refresh_from`) of the task and of the steps the
+    /// last commit touched are copied.
     fn draft(&mut self) -> Draft {
         let lag = self.spare_lag.take();
         let stored = &self.stored.value;
@@ -854,11 +855,11 @@ impl Driver {
                 let copy = Arc::make_mut(&mut spare);
                 match lag {
                     Some(steps) if copy.steps.len() == stored.steps.len() => {
-                        copy.clone_fields_from(stored);
+                        copy.refresh_from(stored);
                         let end = steps.end.min(stored.steps.len());
                         let steps = steps.start.min(end)..end;
                         for index in steps.clone() {
-                            copy.steps[index].clone_from(&stored.steps[index]);
+                            copy.steps[index].refresh_from(&stored.steps[index]);
                         }
                         if let Some(index) = first_undeclared_change(copy, stored, &steps) {
                             tracing::error!(

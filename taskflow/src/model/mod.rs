@@ -5,14 +5,18 @@
 
 /// Implements `Clone` with a `clone_from` that reuses the target's buffers: the engine recycles the previous revision
 /// of a document as the next draft, which saves allocations on every step. Strings and vectors copy into their
-/// buffers; maps and JSON values (after `unless_equal`), which cannot, are replaced only when they differ — rarely,
-/// between two revisions ([`Identical`]). The fields after `apart` are left out of the generated `clone_fields_from`
-/// (the engine refreshes only the steps a transition touched). Listing every field is enforced: `clone` builds the
-/// struct literally.
+/// buffers; maps and JSON values (the `..._unless_equal` groups), which cannot, are replaced only when they differ —
+/// rarely, between two revisions ([`Identical`]). The fields after `apart` are left out of the generated
+/// `refresh_from` (the engine refreshes only the steps a transition touched), and so are the `fixed` ones: set when
+/// the document is built and changed only by client operations (retry, cancel), never by a worker's transitions, so a
+/// draft refreshed from the revision its own driver committed just before already has them (debug builds check every
+/// draft against the committed document). Listing every field is enforced: `clone` builds the struct literally.
 macro_rules! clone_reusing_buffers {
     (
         $ty:ident { $($field:ident),* $(,)? }
         unless_equal { $($kept:ident),* $(,)? }
+        fixed { $($fixed:ident),* $(,)? }
+        fixed_unless_equal { $($fixed_kept:ident),* $(,)? }
         apart { $($apart:ident),* $(,)? }
     ) => {
         impl Clone for $ty {
@@ -20,20 +24,25 @@ macro_rules! clone_reusing_buffers {
                 Self {
                     $($field: self.$field.clone(),)*
                     $($kept: self.$kept.clone(),)*
+                    $($fixed: self.$fixed.clone(),)*
+                    $($fixed_kept: self.$fixed_kept.clone(),)*
                     $($apart: self.$apart.clone(),)*
                 }
             }
 
             fn clone_from(&mut self, source: &Self) {
-                self.clone_fields_from(source);
+                self.refresh_from(source);
+                $(self.$fixed.clone_from(&source.$fixed);)*
+                $(if !$crate::model::Identical::identical(&self.$fixed_kept, &source.$fixed_kept) {
+                    self.$fixed_kept.clone_from(&source.$fixed_kept);
+                })*
                 $(self.$apart.clone_from(&source.$apart);)*
             }
         }
 
         impl $ty {
-            /// `clone_from` for every field but those listed after `apart`.
-            #[allow(dead_code, reason = "generated for every document type; the engine uses Task's")]
-            pub(crate) fn clone_fields_from(&mut self, source: &Self) {
+            /// `clone_from` for the fields a worker's transitions change (all but the `fixed` and `apart` ones).
+            pub(crate) fn refresh_from(&mut self, source: &Self) {
                 $(self.$field.clone_from(&source.$field);)*
                 $(if !$crate::model::Identical::identical(&self.$kept, &source.$kept) {
                     self.$kept.clone_from(&source.$kept);

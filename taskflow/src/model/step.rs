@@ -82,30 +82,32 @@ pub struct Step {
 }
 
 clone_reusing_buffers!(Step {
-    name,
-    alias,
-    executor,
     status,
     message,
-    eta,
-    skip_on_failed,
     retry_count,
-    max_retries,
     execution_time,
-    max_execution_seconds,
     start,
     end,
     last_update,
-    delay_seconds,
     due_at,
-    node,
-    queue,
     attempt,
     skipped,
 } unless_equal {
-    params,
     payload,
     output,
+} fixed {
+    name,
+    alias,
+    executor,
+    eta,
+    skip_on_failed,
+    max_retries,
+    max_execution_seconds,
+    delay_seconds,
+    node,
+    queue,
+} fixed_unless_equal {
+    params,
 } apart {});
 
 fn is_zero(n: &u32) -> bool {

@@ -90,13 +90,7 @@ pub struct Task {
 }
 
 clone_reusing_buffers!(Task {
-    task_id,
-    task_type,
-    task_name,
-    task_index,
-    task_index_type,
     current_step,
-    callback_name,
     callback_result,
     callback_message,
     status,
@@ -104,17 +98,24 @@ clone_reusing_buffers!(Task {
     start,
     end,
     execution_time,
+    last_update,
+} unless_equal {
+    common_params,
+    common_payload,
+} fixed {
+    task_id,
+    task_type,
+    task_name,
+    task_index,
+    task_index_type,
+    callback_name,
     max_execution_seconds,
     creator,
     updater,
     created_at,
-    last_update,
     node,
     queue,
-} unless_equal {
-    common_params,
-    common_payload,
-} apart {
+} fixed_unless_equal {} apart {
     steps,
 });
 
