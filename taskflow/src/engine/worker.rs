@@ -874,7 +874,7 @@ impl Driver {
                 }
                 debug_assert!(
                     *copy == **stored,
-                    "a recycled draft differs from the committed document: a transition changed a step it did not declare"
+                    "a recycled draft differs from the committed document: a transition changed a step it did not declare, or a fixed field"
                 );
                 spare
             }
