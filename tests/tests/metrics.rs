@@ -1,0 +1,108 @@
+//! The engine's metrics, read through a recorder installed before the engine is built (a binary of its own: the
+//! recorder is process-wide).
+
+use metrics_util::CompositeKey;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use std::time::Duration;
+use taskflow::{
+    Engine, Step, StepError, StepOptions, Task, TaskInfo, TaskOptions, TaskStatus, step_fn,
+};
+
+/// What a snapshot holds: metric key and value.
+type Metrics = Vec<(CompositeKey, DebugValue)>;
+
+/// The counter `name` with exactly these labels in a snapshot (0 when it was never registered).
+fn counter(metrics: &Metrics, name: &str, labels: &[(&str, &str)]) -> u64 {
+    metrics
+        .iter()
+        .find_map(|(key, value)| {
+            let key = key.key();
+            let same_labels = key.labels().count() == labels.len()
+                && labels.iter().all(|(name, value)| {
+                    key.labels()
+                        .any(|label| label.key() == *name && label.value() == *value)
+                });
+            match value {
+                DebugValue::Counter(count) if key.name() == name && same_labels => Some(*count),
+                _ => None,
+            }
+        })
+        .unwrap_or(0)
+}
+
+fn task(name: &str, executor: &str) -> Task {
+    let info = TaskInfo {
+        task_name: name.into(),
+        task_type: "metered".into(),
+        ..Default::default()
+    };
+    let mut task = Task::new(info, TaskOptions::default());
+    task.add_step(Step::new("first", "ok", StepOptions::default()));
+    task.add_step(Step::new("second", executor, StepOptions::default()));
+    task
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatches_task_ends_and_step_outcomes_are_counted() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    recorder
+        .install()
+        .expect("the only recorder of this binary");
+    let engine = Engine::builder()
+        .without_inventory()
+        .step(step_fn("ok", |_ctx| async { Ok(()) }))
+        .step(step_fn("boom", |_ctx| async {
+            Err::<(), _>(StepError::fatal("boom"))
+        }))
+        .build()
+        .unwrap();
+    let worker = engine.worker().start().await.unwrap();
+    let wait = Duration::from_secs(30);
+    for (name, executor, status) in [
+        ("good", "ok", TaskStatus::Success),
+        ("also good", "ok", TaskStatus::Success),
+        ("bad", "boom", TaskStatus::Failure),
+    ] {
+        let id = engine.dispatch(task(name, executor)).await.unwrap();
+        assert_eq!(engine.wait_timeout(&id, wait).await.unwrap().status, status);
+    }
+    worker.shutdown().await;
+
+    // Counters are read once: a snapshot resets them.
+    let metrics: Metrics = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, _, _, value)| (key, value))
+        .collect();
+    let by_type = [("task_type", "metered")];
+    assert_eq!(
+        counter(&metrics, "taskflow_task_dispatched_total", &by_type),
+        3
+    );
+    let finished = |status| {
+        counter(
+            &metrics,
+            "taskflow_task_finished_total",
+            &[("task_type", "metered"), ("status", status)],
+        )
+    };
+    assert_eq!(finished("SUCCESS"), 2);
+    assert_eq!(finished("FAILURE"), 1);
+    assert_eq!(finished("TIMEOUT"), 0);
+    let steps = |executor, status| {
+        counter(
+            &metrics,
+            "taskflow_step_execute_total",
+            &[
+                ("task_type", "metered"),
+                ("executor", executor),
+                ("status", status),
+            ],
+        )
+    };
+    assert_eq!(steps("ok", "SUCCESS"), 5);
+    assert_eq!(steps("boom", "FAILURE"), 1);
+    assert_eq!(steps("ok", "FAILURE"), 0);
+}
