@@ -23,7 +23,8 @@ impl Engine {
         if task.current_step.is_empty() {
             task.current_step = task.steps[0].name.clone();
         }
-        if let Some(first) = task.step_mut(&task.current_step.clone()) {
+        if let Some(index) = task.step_index(&task.current_step) {
+            let first = &mut task.steps[index];
             first.due_at = machine::due_time(first, now);
         }
         let task = Arc::new(task);

@@ -119,6 +119,15 @@ clone_reusing_buffers!(Task {
     steps,
 });
 
+/// A fresh task id: a random UUID, hyphenated lower case (encoded directly, without the formatting machinery).
+fn new_task_id() -> String {
+    let mut buffer = uuid::Uuid::encode_buffer();
+    uuid::Uuid::new_v4()
+        .hyphenated()
+        .encode_lower(&mut buffer)
+        .to_owned()
+}
+
 /// Up to this many steps, `validate` looks for duplicate names by comparing pairs.
 const SHORT_CHAIN: usize = 16;
 
@@ -127,7 +136,7 @@ impl Task {
     pub fn new(info: TaskInfo, options: TaskOptions) -> Self {
         let now = Utc::now();
         Self {
-            task_id: uuid::Uuid::new_v4().to_string(),
+            task_id: new_task_id(),
             task_type: info.task_type,
             task_name: info.task_name,
             task_index: info.task_index,
