@@ -42,6 +42,26 @@ fn spec(id: &str, node: &str, queues: &[&str]) -> WorkerSpec {
     }
 }
 
+/// Stores a one-step task and opens a session serving its queue; asserts that the session's first snapshot holds the
+/// task's message, and returns the session and that message.
+async fn serves_a_task(
+    backend: &EtcdBackend,
+    name: &str,
+) -> (Arc<dyn taskflow::backend::Session>, Message) {
+    let t = task(name, TaskOptions::default(), &[("s", None)]);
+    backend.create(&Arc::new(t.clone())).await.unwrap();
+    let (session, mut feed) = backend
+        .open_session(spec("w", "n", &["default"]))
+        .await
+        .unwrap();
+    let message = Message::of(&t).unwrap();
+    assert_eq!(
+        next(&mut feed).await,
+        FeedEvent::Snapshot(vec![message.clone()])
+    );
+    (session, message)
+}
+
 async fn next(feed: &mut UnboundedReceiver<FeedEvent>) -> FeedEvent {
     tokio::time::timeout(Duration::from_secs(10), feed.recv())
         .await
@@ -644,17 +664,8 @@ async fn user_and_password_authentication() {
     // Without credentials etcd refuses the requests; with them everything works, the feed included.
     assert!(config().connect().await.is_err());
     let authed = config().user("root", "rootpw").connect().await.unwrap();
-    let t = task("auth", TaskOptions::default(), &[("s", None)]);
-    authed.create(&Arc::new(t.clone())).await.unwrap();
-    let (w, mut feed) = authed
-        .open_session(spec("w", "n", &["default"]))
-        .await
-        .unwrap();
-    assert_eq!(
-        next(&mut feed).await,
-        FeedEvent::Snapshot(vec![Message::of(&t).unwrap()])
-    );
-    let claimed = w.claim(&Message::of(&t).unwrap()).await.unwrap();
+    let (w, message) = serves_a_task(&authed, "auth").await;
+    let claimed = w.claim(&message).await.unwrap();
     assert!(claimed.is_some());
     w.close().await.unwrap();
 }
@@ -711,16 +722,7 @@ async fn tls() {
         .connect()
         .await
         .unwrap();
-    let t = task("tls", TaskOptions::default(), &[("s", None)]);
-    backend.create(&Arc::new(t.clone())).await.unwrap();
-    let (w, mut feed) = backend
-        .open_session(spec("w", "n", &["default"]))
-        .await
-        .unwrap();
-    assert_eq!(
-        next(&mut feed).await,
-        FeedEvent::Snapshot(vec![Message::of(&t).unwrap()])
-    );
+    let (w, _) = serves_a_task(&backend, "tls").await;
     w.close().await.unwrap();
     // Without TLS the server does not answer.
     let plain = EtcdConfig::new([server.endpoint().replace("https://", "http://")])
