@@ -195,12 +195,14 @@ fn detach(stored: &Stored<Arc<Task>>) -> Stored<Task> {
     }
 }
 
-impl State {
-    fn bump(&mut self) -> u64 {
-        self.revision += 1;
-        self.revision
-    }
+/// Advances the backend's revision counter (documents and claim fences share it) and returns the new value. A free
+/// function, so that it can be called while an entry of `State::tasks` is borrowed.
+fn bump(revision: &mut u64) -> u64 {
+    *revision += 1;
+    *revision
+}
 
+impl State {
     fn release_claims_of(&mut self, session: u64) {
         for entry in self.tasks.values_mut() {
             if entry.claim.is_some_and(|(owner, _)| owner == session) {
@@ -223,7 +225,7 @@ impl Backend for MemoryBackend {
         if state.tasks.contains_key(&task.task_id) {
             return Err(BackendError::AlreadyExists(task.task_id.clone()));
         }
-        let revision = state.bump();
+        let revision = bump(&mut state.revision);
         let mut entry = Entry::new(Stored {
             value: Arc::clone(task),
             revision,
@@ -266,8 +268,7 @@ impl Backend for MemoryBackend {
         {
             return Ok(Commit::Conflict);
         }
-        state.revision += 1;
-        let revision = state.revision;
+        let revision = bump(&mut state.revision);
         entry.doc = Stored {
             value: Arc::clone(&t.task),
             revision,
@@ -371,8 +372,7 @@ impl Session for MemorySession {
         if entry.claim.is_some() || entry.message() != Some(message) {
             return Ok(None);
         }
-        state.revision += 1;
-        let fence = state.revision;
+        let fence = bump(&mut state.revision);
         entry.claim = Some((self.id, fence));
         Ok(Some(Claimed {
             token: ClaimToken {

@@ -333,7 +333,8 @@ impl Pending {
 /// How many queued feed events the scheduler applies in one go.
 const FEED_BATCH: usize = 256;
 
-/// The scheduler loop: applies feed events and starts a tokio task per due message, within the concurrency limit.
+/// The scheduler loop: applies feed events to the pending list and, within the concurrency limit, starts a driver
+/// task for a due message when a permit is free (a running driver takes further due messages itself).
 async fn schedule(
     shared: Arc<Shared>,
     mut feed: mpsc::UnboundedReceiver<FeedEvent>,
