@@ -1,12 +1,12 @@
 //! The embedded in-memory backend: the same contract as etcd, in one process, without persistence.
 
 use super::{
-    Backend, ClaimToken, Claimed, Commit, FeedEvent, Message, Session, Stored, TaskPage, TaskQuery,
-    Transition, WorkerSpec,
+    Backend, ClaimToken, Claimed, Commit, FeedEvent, Message, MessageRef, Session, Stored,
+    TaskPage, TaskQuery, Transition, WorkerSpec,
 };
 use crate::FastMap;
 use crate::error::BackendError;
-use crate::model::Task;
+use crate::model::{RouteRef, Task};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use tokio::sync::{Notify, mpsc};
@@ -26,15 +26,14 @@ struct State {
     next_session: u64,
 }
 
-/// One task: its document, its message, its claim and who waits on it.
+/// One task: its document, its claim and who waits on it. Its message is [`Message::of`] the document, built only
+/// to be sent.
 struct Entry {
     doc: Stored<Arc<Task>>,
-    /// `Message::of(doc)` once computed (`None` until then): the commits of a claimed task, whose messages nobody
-    /// else hears of, skip it.
-    message: Option<Option<Message>>,
     /// (session, fence) of the claim.
     claim: Option<(u64, u64)>,
-    /// Whether sessions may hold `message` (announced or in a snapshot): they must then hear of its removal.
+    /// Whether sessions may hold the document's message (announced or in a snapshot): they must then hear of its
+    /// removal.
     announced: bool,
     /// Who waits for a change of the task (`wait_change`).
     change: Weak<Notify>,
@@ -45,7 +44,6 @@ struct Entry {
 impl Entry {
     fn new(doc: Stored<Arc<Task>>) -> Self {
         Self {
-            message: None,
             doc,
             claim: None,
             announced: false,
@@ -54,53 +52,36 @@ impl Entry {
         }
     }
 
-    /// The task's message.
-    fn message(&mut self) -> Option<&Message> {
-        self.message
-            .get_or_insert_with(|| Message::of(&self.doc.value))
-            .as_ref()
-    }
-
     /// Announces the message to the sessions serving its route, unless the task is claimed.
     fn announce(&mut self, sessions: &mut HashMap<u64, SessionEntry>) {
         if self.claim.is_some() {
             return;
         }
-        if let Some(message) = self.message() {
-            send(sessions, message, None, || {
-                FeedEvent::Upsert(message.clone())
-            });
+        if let Some(implied) = MessageRef::of(&self.doc.value) {
+            let message = implied.to_message(&self.doc.value.task_id, None);
+            send(sessions, implied.route, None, FeedEvent::Upsert(message));
             self.announced = true;
         }
     }
 
-    /// Follows a change of the document: if sessions heard of the old message and it changed, they hear of its
-    /// removal — except the claim holder, which took the message off its list when it claimed it.
-    fn document_changed(&mut self, sessions: &mut HashMap<u64, SessionEntry>) {
-        let holder = self.claim.map(|(session, _)| session);
-        let heard = |old: &Message| {
-            sessions
-                .iter()
-                .any(|(id, session)| Some(*id) != holder && session.spec.serves(&old.route))
-        };
-        let old = match &self.message {
-            Some(Some(old)) if self.announced && heard(old) => old,
-            // Nobody but the claim holder may hold the old message: nobody to tell.
-            _ => {
-                self.message = None;
-                self.announced = false;
-                return;
-            }
-        };
-        let next = Message::of(&self.doc.value);
-        if Some(old) == next.as_ref() {
+    /// Follows a change of the document from `old`: if sessions heard of the old message and it changed, they hear of
+    /// its removal — except the claim holder, which took the message off its list when it claimed it.
+    fn document_changed(&mut self, old: &Task, sessions: &mut HashMap<u64, SessionEntry>) {
+        if !self.announced {
             return;
         }
-        send(sessions, old, holder, || FeedEvent::Remove {
-            task_id: old.task_id.clone(),
-        });
-        self.message = Some(next);
+        let old_message = MessageRef::of(old);
+        if old_message.is_some() && old_message == MessageRef::of(&self.doc.value) {
+            return;
+        }
         self.announced = false;
+        if let Some(old_message) = old_message {
+            let event = FeedEvent::Remove {
+                task_id: old.task_id.clone(),
+            };
+            let holder = self.claim.map(|(session, _)| session);
+            send(sessions, old_message.route, holder, event);
+        }
     }
 }
 
@@ -109,19 +90,33 @@ struct SessionEntry {
     feed: mpsc::UnboundedSender<FeedEvent>,
 }
 
-/// Sends an event about `message` to the sessions serving its route but `skip` (dropping the sessions whose feed
-/// closed).
+/// Sends `event` to the sessions serving `route` but `skip` (the last one gets it without a copy), dropping the
+/// sessions whose feed closed.
 fn send(
     sessions: &mut HashMap<u64, SessionEntry>,
-    message: &Message,
+    route: RouteRef<'_>,
     skip: Option<u64>,
-    event: impl Fn() -> FeedEvent,
+    event: FeedEvent,
 ) {
-    sessions.retain(|id, session| {
-        Some(*id) == skip
-            || !session.spec.serves(&message.route)
-            || session.feed.send(event()).is_ok()
-    });
+    let mut closed = Vec::new();
+    let mut previous: Option<(u64, &SessionEntry)> = None;
+    for (&id, session) in sessions.iter() {
+        if Some(id) != skip
+            && session.spec.serves_ref(route)
+            && let Some((id, session)) = previous.replace((id, session))
+            && session.feed.send(event.clone()).is_err()
+        {
+            closed.push(id);
+        }
+    }
+    if let Some((id, session)) = previous
+        && session.feed.send(event).is_err()
+    {
+        closed.push(id);
+    }
+    for id in closed {
+        sessions.remove(&id);
+    }
 }
 
 /// Wakes whoever waits on `notify`.
@@ -269,15 +264,18 @@ impl Backend for MemoryBackend {
             return Ok(Commit::Conflict);
         }
         let revision = bump(&mut state.revision);
-        entry.doc = Stored {
-            value: Arc::clone(&t.task),
-            revision,
-        };
+        let old = std::mem::replace(
+            &mut entry.doc,
+            Stored {
+                value: Arc::clone(&t.task),
+                revision,
+            },
+        );
         wake(&entry.change);
         if t.task.is_settled() {
             wake(&entry.settle);
         }
-        entry.document_changed(&mut state.sessions);
+        entry.document_changed(&old.value, &mut state.sessions);
         if t.release_claim {
             entry.claim = None;
         }
@@ -333,10 +331,10 @@ impl Backend for MemoryBackend {
         let mut snapshot = Vec::new();
         for entry in state.tasks.values_mut() {
             if entry.claim.is_none()
-                && let Some(message) = entry.message()
-                && spec.serves(&message.route)
+                && let Some(implied) = MessageRef::of(&entry.doc.value)
+                && spec.serves_ref(implied.route)
             {
-                snapshot.push(message.clone());
+                snapshot.push(implied.to_message(&entry.doc.value.task_id, None));
                 entry.announced = true;
             }
         }
@@ -369,7 +367,7 @@ impl Session for MemorySession {
         let Some(entry) = state.tasks.get_mut(&message.task_id) else {
             return Ok(None);
         };
-        if entry.claim.is_some() || entry.message() != Some(message) {
+        if entry.claim.is_some() || !message.is_of(&entry.doc.value) {
             return Ok(None);
         }
         let fence = bump(&mut state.revision);

@@ -50,7 +50,7 @@ pub enum Work {
 }
 
 /// A [`Work`] borrowed from a task document.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum WorkRef<'a> {
     Step(&'a str, &'a str),
     Callback(&'a str),
@@ -66,6 +66,17 @@ impl WorkRef<'_> {
             Self::Callback(callback) => Work::Callback {
                 callback: callback.to_owned(),
             },
+        }
+    }
+
+    /// Whether `work` is this one.
+    fn describes(self, work: &Work) -> bool {
+        match (self, work) {
+            (Self::Step(name, executor_name), Work::Step { step, executor }) => {
+                name == step && executor_name == executor
+            }
+            (Self::Callback(name), Work::Callback { callback }) => name == callback,
+            _ => false,
         }
     }
 
@@ -111,47 +122,13 @@ impl Message {
     /// [`of`](Self::of), written into the buffers of an earlier message when one is given (a driver alternates two
     /// messages instead of allocating one per step).
     pub(crate) fn of_reusing(task: &Task, buffer: Option<Message>) -> Option<Message> {
-        let (work, route, due, deadline) = if task.is_terminal() {
-            if task.callback_name.is_empty() || task.callback_result.is_some() {
-                return None;
-            }
-            let route = RouteRef::pick(task.node.as_deref(), task.queue.as_deref());
-            (
-                WorkRef::Callback(&task.callback_name),
-                route,
-                DateTime::<Utc>::UNIX_EPOCH,
-                None,
-            )
-        } else {
-            let step = task.step(&task.current_step)?;
-            if matches!(step.status, StepStatus::Success)
-                || (step.status == StepStatus::Failure && step.skipped)
-            {
-                return None;
-            }
-            (
-                WorkRef::Step(&step.name, &step.executor),
-                step.route_ref(task.node.as_deref(), task.queue.as_deref()),
-                step.due_at.unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
-                task.deadline(),
-            )
-        };
-        Some(match buffer {
-            Some(mut message) => {
-                message.task_id.clone_from(&task.task_id);
-                work.write_to(&mut message.work);
-                route.write_to(&mut message.route);
-                (message.due, message.deadline) = (due, deadline);
-                message
-            }
-            None => Message {
-                task_id: task.task_id.clone(),
-                work: work.to_work(),
-                route: route.to_route(),
-                due,
-                deadline,
-            },
-        })
+        MessageRef::of(task).map(|implied| implied.to_message(&task.task_id, buffer))
+    }
+
+    /// Whether this is the message `task` implies (`Message::of(task) == Some(self)`), without building that one.
+    pub(crate) fn is_of(&self, task: &Task) -> bool {
+        self.task_id == task.task_id
+            && MessageRef::of(task).is_some_and(|implied| implied.describes(self))
     }
 
     /// When a worker should look at the message: its due time, or the task deadline if earlier.
@@ -160,6 +137,74 @@ impl Message {
             Some(deadline) if deadline < self.due => deadline,
             _ => self.due,
         }
+    }
+}
+
+/// The message a task document implies, borrowed from the document: [`Message::of`] before anything is copied.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct MessageRef<'a> {
+    work: WorkRef<'a>,
+    /// Who may do the work.
+    pub(crate) route: RouteRef<'a>,
+    due: DateTime<Utc>,
+    deadline: Option<DateTime<Utc>>,
+}
+
+impl<'a> MessageRef<'a> {
+    /// The task's message: its current step while it runs, its callback once it ended and the callback has not run,
+    /// otherwise none.
+    pub(crate) fn of(task: &'a Task) -> Option<Self> {
+        if task.is_terminal() {
+            if task.callback_name.is_empty() || task.callback_result.is_some() {
+                return None;
+            }
+            return Some(Self {
+                work: WorkRef::Callback(&task.callback_name),
+                route: RouteRef::pick(task.node.as_deref(), task.queue.as_deref()),
+                due: DateTime::<Utc>::UNIX_EPOCH,
+                deadline: None,
+            });
+        }
+        let step = task.step(&task.current_step)?;
+        if matches!(step.status, StepStatus::Success)
+            || (step.status == StepStatus::Failure && step.skipped)
+        {
+            return None;
+        }
+        Some(Self {
+            work: WorkRef::Step(&step.name, &step.executor),
+            route: step.route_ref(task.node.as_deref(), task.queue.as_deref()),
+            due: step.due_at.unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+            deadline: task.deadline(),
+        })
+    }
+
+    /// An owned copy for the task `task_id`, written into the buffers of `buffer` when one is given.
+    pub(crate) fn to_message(self, task_id: &str, buffer: Option<Message>) -> Message {
+        match buffer {
+            Some(mut message) => {
+                set(&mut message.task_id, &[task_id]);
+                self.work.write_to(&mut message.work);
+                self.route.write_to(&mut message.route);
+                (message.due, message.deadline) = (self.due, self.deadline);
+                message
+            }
+            None => Message {
+                task_id: task_id.to_owned(),
+                work: self.work.to_work(),
+                route: self.route.to_route(),
+                due: self.due,
+                deadline: self.deadline,
+            },
+        }
+    }
+
+    /// Whether `message` is this one (its task aside).
+    fn describes(self, message: &Message) -> bool {
+        self.work.describes(&message.work)
+            && self.route == message.route.as_ref()
+            && self.due == message.due
+            && self.deadline == message.deadline
     }
 }
 
@@ -252,9 +297,14 @@ impl WorkerSpec {
 
     /// Whether this worker serves the route.
     pub fn serves(&self, route: &Route) -> bool {
+        self.serves_ref(route.as_ref())
+    }
+
+    /// [`serves`](Self::serves), for a route borrowed from a task document.
+    pub(crate) fn serves_ref(&self, route: RouteRef<'_>) -> bool {
         match route {
-            Route::Queue(q) => self.queues.iter().any(|mine| mine == q),
-            Route::Node(n) => &self.node == n,
+            RouteRef::Queue(q) => self.queues.iter().any(|mine| mine == q),
+            RouteRef::Node(n) => self.node == n,
         }
     }
 

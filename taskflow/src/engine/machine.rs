@@ -363,6 +363,48 @@ mod tests {
     }
 
     #[test]
+    fn a_message_describes_the_states_it_would_be_built_from_and_no_other() {
+        let pinned = StepOptions {
+            node: Some("n1".into()),
+            ..Default::default()
+        };
+        let retried = StepOptions {
+            max_retries: 1,
+            ..Default::default()
+        };
+        let mut t = task(&[("a", retried), ("b", pinned)]);
+        let mut states = vec![t.clone()];
+        start_step(&mut t, 0, now());
+        states.push(t.clone());
+        finish_step(&mut t, 0, fail(true), now(), &Backoff::default());
+        states.push(t.clone());
+        start_step(&mut t, 0, now());
+        finish_step(&mut t, 0, ok(), now(), &Backoff::default());
+        states.push(t.clone());
+        start_step(&mut t, 1, now());
+        finish_step(&mut t, 1, ok(), now(), &Backoff::default());
+        states.push(t.clone());
+        record_callback(&mut t, Ok(()), now());
+        states.push(t.clone());
+        let mut other_task = states[0].clone();
+        other_task.task_id = "another".into();
+        states.push(other_task);
+        for from in &states {
+            let Some(message) = Message::of(from) else {
+                continue;
+            };
+            for state in &states {
+                let built = Message::of(state);
+                assert_eq!(
+                    message.is_of(state),
+                    built.as_ref() == Some(&message),
+                    "{message:?} vs {built:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn success_advances_then_ends_with_a_callback_message() {
         let mut t = task(&[("a", StepOptions::default()), ("b", StepOptions::default())]);
         assert_eq!(plan(&t, "a", now(), true), Plan::Run(0));

@@ -21,6 +21,14 @@ impl Route {
         Self::Queue(Self::DEFAULT_QUEUE.to_owned())
     }
 
+    /// This route, borrowed.
+    pub(crate) fn as_ref(&self) -> RouteRef<'_> {
+        match self {
+            Self::Queue(name) => RouteRef::Queue(name),
+            Self::Node(name) => RouteRef::Node(name),
+        }
+    }
+
     /// A stable, path-safe key of the route (`q.<name>` or `n.<name>`), used by backends in storage keys.
     pub fn key(&self) -> String {
         match self {
