@@ -7,7 +7,6 @@ use super::{
 use crate::FastMap;
 use crate::error::BackendError;
 use crate::model::{RouteRef, Task};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use tokio::sync::{Notify, mpsc};
 
@@ -22,7 +21,7 @@ struct State {
     revision: u64,
     /// Everything about a task, by task id: one lookup per operation.
     tasks: FastMap<String, Entry>,
-    sessions: HashMap<u64, SessionEntry>,
+    sessions: Sessions,
     next_session: u64,
 }
 
@@ -53,7 +52,7 @@ impl Entry {
     }
 
     /// Announces the message to the sessions serving its route, unless the task is claimed.
-    fn announce(&mut self, sessions: &mut HashMap<u64, SessionEntry>) {
+    fn announce(&mut self, sessions: &mut Sessions) {
         if self.claim.is_some() {
             return;
         }
@@ -66,7 +65,7 @@ impl Entry {
 
     /// Follows a change of the document from `old`: if sessions heard of the old message and it changed, they hear of
     /// its removal — except the claim holder, which took the message off its list when it claimed it.
-    fn document_changed(&mut self, old: &Task, sessions: &mut HashMap<u64, SessionEntry>) {
+    fn document_changed(&mut self, old: &Task, sessions: &mut Sessions) {
         if !self.announced {
             return;
         }
@@ -85,6 +84,9 @@ impl Entry {
     }
 }
 
+/// The open sessions, by id.
+type Sessions = FastMap<u64, SessionEntry>;
+
 struct SessionEntry {
     spec: WorkerSpec,
     feed: mpsc::UnboundedSender<FeedEvent>,
@@ -92,12 +94,7 @@ struct SessionEntry {
 
 /// Sends `event` to the sessions serving `route` but `skip` (the last one gets it without a copy), dropping the
 /// sessions whose feed closed.
-fn send(
-    sessions: &mut HashMap<u64, SessionEntry>,
-    route: RouteRef<'_>,
-    skip: Option<u64>,
-    event: FeedEvent,
-) {
+fn send(sessions: &mut Sessions, route: RouteRef<'_>, skip: Option<u64>, event: FeedEvent) {
     let mut closed = Vec::new();
     let mut previous: Option<(u64, &SessionEntry)> = None;
     for (&id, session) in sessions.iter() {
