@@ -165,7 +165,9 @@ impl Engine {
             .map_err(|_| Error::WaitTimeout(task_id.to_owned()))?
     }
 
-    /// Calls `on_change` with every committed state of the task until it has ended (and its callback ran).
+    /// Calls `on_change` with the task as it is now, then with each newer state it sees, until the task has ended and
+    /// its callback ran; returns the final task. States committed in quick succession may reach `on_change` as the
+    /// latest of them only.
     pub async fn watch(&self, task_id: &str, mut on_change: impl FnMut(&Task)) -> Result<Task> {
         let mut stored = self.stored(task_id).await?;
         loop {
