@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use tokio_util::sync::CancellationToken;
 
 /// The view of one step attempt: the task as committed before the step started, the step's rendered params, the
@@ -25,7 +25,11 @@ struct Inner {
     step_index: usize,
     params: BTreeMap<String, String>,
     writes: Mutex<Writes>,
-    cancel: CancellationToken,
+    /// The signal to stop this attempt's task here (a user cancelled it, or the worker's session was lost).
+    stop: CancellationToken,
+    /// This attempt's own token, a child of `stop`, made when first asked for (most steps never ask): cancelling it
+    /// reaches this attempt only, never the next step's.
+    attempt: OnceLock<CancellationToken>,
 }
 
 /// What a step attempt wrote, applied to the task when the attempt succeeds.
@@ -37,7 +41,8 @@ pub(crate) struct Writes {
 }
 
 impl StepContext {
-    /// A context for the step at `step_index` of `task`, with already rendered `params`.
+    /// A context for the step at `step_index` of `task`, with already rendered `params`; cancelling `cancel` tells
+    /// the step to stop.
     ///
     /// The engine builds contexts; this constructor exists so that steps can be unit-tested without one.
     pub fn new(
@@ -56,7 +61,8 @@ impl StepContext {
                 step_index,
                 params,
                 writes: Mutex::default(),
-                cancel,
+                stop: cancel,
+                attempt: OnceLock::new(),
             }),
         }
     }
@@ -164,17 +170,33 @@ impl StepContext {
     /// Whether the step should stop: the task was cancelled (its future is dropped after the engine's cancel grace
     /// period), the worker's session was lost, or a timeout or the end of a shutdown grace period is dropping it.
     pub fn is_cancelled(&self) -> bool {
-        self.inner.cancel.is_cancelled()
+        self.inner
+            .attempt
+            .get()
+            .unwrap_or(&self.inner.stop)
+            .is_cancelled()
     }
 
     /// Completes when the step should stop (see [`is_cancelled`](Self::is_cancelled)).
     pub async fn cancelled(&self) {
-        self.inner.cancel.cancelled().await;
+        self.token().cancelled().await;
     }
 
-    /// The cancellation token of this attempt (e.g. to hand to a long-polling helper or a child task).
+    /// The cancellation token of this attempt (e.g. to hand to a long-polling helper or a child task). Cancelling it
+    /// tells whoever holds it to stop; the engine still waits for the step's result (to stop a task, cancel the task).
     pub fn cancellation_token(&self) -> CancellationToken {
-        self.inner.cancel.clone()
+        self.token().clone()
+    }
+
+    /// Tells this attempt and its helpers to stop (the engine drops the attempt: a timeout, or shutdown).
+    pub(crate) fn cancel(&self) {
+        self.token().cancel();
+    }
+
+    fn token(&self) -> &CancellationToken {
+        self.inner
+            .attempt
+            .get_or_init(|| self.inner.stop.child_token())
     }
 
     /// Takes what the attempt wrote.

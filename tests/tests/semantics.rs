@@ -28,6 +28,7 @@ backend_tests!(
     cancel_drops_the_running_step,
     cancel_works_when_no_step_runs,
     a_steps_token_does_not_reach_the_next_step,
+    a_step_that_cancels_its_own_token_still_counts,
     node_pinning_per_step_and_per_task,
     queues_are_exact,
     panic_becomes_a_non_retryable_failure,
@@ -705,6 +706,33 @@ async fn a_steps_token_does_not_reach_the_next_step(b: TestBackend) {
         Some(serde_json::json!(false)),
         "step b did not see a cancellation"
     );
+    worker.shutdown().await;
+}
+
+/// A step may cancel its own attempt's token (here to stop a helper it spawned, which it then waits for): that is no
+/// cancellation of the task, so the step's result is committed and the step runs once.
+async fn a_step_that_cancels_its_own_token_still_counts(b: TestBackend) {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counted = runs.clone();
+    let stop_helper = step_fn("stop_helper", move |ctx| {
+        let counted = counted.clone();
+        async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let token = ctx.cancellation_token();
+            let helper = tokio::spawn({
+                let token = token.clone();
+                async move { token.cancelled().await }
+            });
+            token.cancel();
+            helper.await.map_err(StepError::fatal)?;
+            Ok("stopped")
+        }
+    });
+    let (engine, worker) = start(b.engine().step(stop_helper)).await;
+    let done = run_to_end(&engine, task("t", [step("a", "stop_helper")])).await;
+    assert_eq!(done.status, TaskStatus::Success, "{}", done.message);
+    assert_eq!(done.steps[0].output, Some(serde_json::json!("stopped")));
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the step ran once");
     worker.shutdown().await;
 }
 

@@ -517,8 +517,9 @@ struct Driver {
     metrics: Option<Arc<StepMetrics>>,
     /// This driver's id (its entry in `Shared::running`).
     id: u64,
-    /// Cancelled when the task is cancelled or the session is lost; each attempt runs under a child token, which
-    /// the driver cancels when it drops the attempt and which user code may cancel without touching later attempts.
+    /// Cancelled when the task is cancelled or the session is lost. Each attempt has its own child token (made when
+    /// the step asks for it, see `StepContext`), which the driver cancels when it drops the attempt and which user
+    /// code may cancel without touching later attempts.
     cancel: CancellationToken,
 }
 
@@ -592,7 +593,7 @@ impl Driver {
             return if self.cancel.is_cancelled() {
                 None
             } else {
-                self.run_step(index, self.cancel.child_token(), true).await
+                self.run_step(index, true).await
             };
         }
         let can_run = self.shared.spec.can_run(&self.message.work);
@@ -607,17 +608,12 @@ impl Driver {
                     .await
             }
             Plan::Run(_) if self.cancel.is_cancelled() => None,
-            Plan::Run(index) => self.run_step(index, self.cancel.child_token(), false).await,
+            Plan::Run(index) => self.run_step(index, false).await,
         }
     }
 
     /// Runs the step at `index`, first marking it started unless the previous commit did.
-    async fn run_step(
-        &mut self,
-        index: usize,
-        cancel: CancellationToken,
-        started: bool,
-    ) -> Option<Message> {
+    async fn run_step(&mut self, index: usize, started: bool) -> Option<Message> {
         if !started {
             let mut started = self.draft();
             machine::start_step(started.edit(index..index + 1), index, Utc::now());
@@ -639,7 +635,7 @@ impl Driver {
                 .step(&task.task_type, &step.executor),
         };
         metrics.started();
-        let result = self.attempt(&task, index, cancel).instrument(span).await;
+        let result = self.attempt(&task, index).instrument(span).await;
         let status = match &result {
             Ok(Outcome::Success(..)) => StepEnd::Success,
             Ok(Outcome::Failure { .. }) => StepEnd::Failure,
@@ -677,12 +673,7 @@ impl Driver {
     }
 
     /// Renders the params and runs the step future under its timeout, the task deadline, cancellation and shutdown.
-    async fn attempt(
-        &self,
-        task: &Arc<Task>,
-        index: usize,
-        cancel: CancellationToken,
-    ) -> Result<Outcome, Interrupt> {
+    async fn attempt(&self, task: &Arc<Task>, index: usize) -> Result<Outcome, Interrupt> {
         let inner = &self.shared.engine.inner;
         let step = &task.steps[index];
         // A deadline that passed before the step starts (e.g. while the commit that started it was slow) times the
@@ -721,7 +712,7 @@ impl Driver {
                 retryable: false,
             });
         };
-        let ctx = StepContext::new(Arc::clone(task), index, params, cancel.clone());
+        let ctx = StepContext::new(Arc::clone(task), index, params, self.cancel.clone());
         // `run` is called inside the guarded future: a panic before its first `.await` is caught too.
         let future = AssertUnwindSafe(async { executor.run(&ctx).await }).catch_unwind();
         tokio::pin!(future);
@@ -731,20 +722,20 @@ impl Driver {
             biased;
             result = &mut future => result,
             () = sleep_opt(step_timeout) => {
-                cancel.cancel();
+                ctx.cancel();
                 return Ok(Outcome::Failure { error: "step exec timeout".to_owned(), retryable: true });
             }
             () = sleep_opt(deadline) => {
-                cancel.cancel();
+                ctx.cancel();
                 return Err(Interrupt::TaskTimeout);
             }
-            () = cancel.cancelled() => {
+            () = self.cancel.cancelled() => {
                 // Cancelled by a user (or the session was lost): a grace period to stop cleanly, then drop.
                 let _ = tokio::time::timeout(inner.cancel_grace, &mut future).await;
                 return Err(Interrupt::Cancelled);
             }
             () = self.shared.abort.cancelled() => {
-                cancel.cancel();
+                ctx.cancel();
                 return Err(Interrupt::Shutdown);
             }
         };
