@@ -1,7 +1,12 @@
-//! etcd's request limit reached by a step's result: the step fails with a clear message, nothing is lost.
+//! etcd's request limit reached by a step's result or a callback's: it fails with a clear message, nothing is lost.
 #![cfg(feature = "etcd")]
 
-use taskflow::{Step, StepOptions, StepStatus, Task, TaskInfo, TaskOptions, TaskStatus, step_fn};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use taskflow::{
+    CallbackError, CallbackResult, Step, StepOptions, StepStatus, Task, TaskInfo, TaskOptions,
+    TaskStatus, callback_fn, step_fn,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_step_result_fails_the_step_and_the_chain_goes_on() {
@@ -39,5 +44,55 @@ async fn an_oversized_step_result_fails_the_step_and_the_chain_goes_on() {
     assert_eq!(big.output, None);
     assert_eq!(done.status, TaskStatus::Success, "{}", done.message);
     assert_eq!(done.steps[1].output, Some(serde_json::json!("fits")));
+    worker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_callback_error_fails_the_callback_once() {
+    let b = taskflow_tests::etcd::backend().await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let verbose = callback_fn("verbose", move |_outcome| {
+        let counted = counted.clone();
+        async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Err(CallbackError::new("e".repeat(2 * 1024 * 1024)))
+        }
+    });
+    let ok = step_fn("ok", |_ctx| async { Ok(()) });
+    let engine = b.engine().step(ok).callback(verbose).build().unwrap();
+    let worker = engine.worker().start().await.unwrap();
+    let info = TaskInfo {
+        task_name: "limits".into(),
+        ..Default::default()
+    };
+    let options = TaskOptions {
+        callback: Some("verbose".into()),
+        ..Default::default()
+    };
+    let task = Task::new(info, options).with_step(Step::new("a", "ok", StepOptions::default()));
+    let id = engine.dispatch(task).await.unwrap();
+    let done = engine
+        .wait_timeout(&id, std::time::Duration::from_secs(60))
+        .await
+        .expect("the task settles");
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the callback ran once");
+    assert_eq!(done.callback_result, Some(CallbackResult::Failure));
+    assert!(
+        done.callback_message
+            .contains("more than the backend accepts"),
+        "{}",
+        done.callback_message
+    );
+    assert_eq!(
+        done.status,
+        TaskStatus::Failure,
+        "a failed callback fails a successful task"
+    );
+    assert_eq!(
+        done.steps[0].status,
+        StepStatus::Success,
+        "the step's success stays"
+    );
     worker.shutdown().await;
 }

@@ -951,10 +951,19 @@ impl Driver {
         }
     }
 
-    /// The last committed document with its current step failed because the next one was `size` bytes.
+    /// The last committed document with the change that would have made it `size` bytes replaced by a failure that
+    /// says so: the current step's (its output and writes dropped), or, once the task has ended, the callback's.
     fn oversized(&self, size: usize, limit: usize) -> Task {
         let now = Utc::now();
         let mut task = Task::clone(&self.stored.value);
+        if task.is_terminal() {
+            let error = format!(
+                "its result would make the task document {size} bytes, more than the backend accepts ({limit} \
+                 bytes); its message was dropped"
+            );
+            machine::record_callback(&mut task, Err(error), now);
+            return task;
+        }
         let error = format!(
             "the task document would be {size} bytes after this step, more than the backend accepts ({limit} \
              bytes); the step's output and shared variables were dropped"
