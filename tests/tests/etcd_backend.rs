@@ -580,26 +580,19 @@ async fn ended_tasks_are_deleted_after_the_retention_by_an_elected_worker() {
     b.close().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_feed_behind_a_compaction_resyncs_with_a_snapshot() {
-    let (mut server, backend) = backend_with(|c| {
-        c.lease_ttl(Duration::from_secs(30))
-            .reconnect_delay(Duration::from_secs(3))
-    })
-    .await;
-    let first = task("first", TaskOptions::default(), &[("s", None)]);
-    backend.create(&Arc::new(first.clone())).await.unwrap();
-    let (w, mut feed) = backend
-        .open_session(spec("w", "n", &["default"]))
-        .await
-        .unwrap();
-    let m1 = Message::of(&first).unwrap();
-    assert_eq!(next(&mut feed).await, FeedEvent::Snapshot(vec![m1.clone()]));
-    // The session's watch breaks; while it waits to reconnect, the store moves on and is compacted.
+/// Restarts etcd under the sessions (their watches break) and, while they wait to reconnect, makes `change` (retried
+/// until etcd is back) and compacts the store past it: no session can resume its watch from where it was.
+async fn change_in_a_compacted_gap<F, Fut>(
+    server: &mut EtcdServer,
+    backend: &EtcdBackend,
+    mut change: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), BackendError>>,
+{
     server.restart();
-    let second = task("second", TaskOptions::default(), &[("s", None)]);
     let started = std::time::Instant::now();
-    while let Err(e) = backend.create(&Arc::new(second.clone())).await {
+    while let Err(e) = change().await {
         assert!(
             started.elapsed() < Duration::from_secs(2),
             "etcd did not come back: {e}"
@@ -615,6 +608,28 @@ async fn a_feed_behind_a_compaction_resyncs_with_a_snapshot() {
         .unwrap()
         .revision();
     client.compact(revision, None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_behind_a_compaction_resyncs_with_a_snapshot() {
+    let (mut server, backend) = backend_with(|c| {
+        c.lease_ttl(Duration::from_secs(30))
+            .reconnect_delay(Duration::from_secs(3))
+    })
+    .await;
+    let first = task("first", TaskOptions::default(), &[("s", None)]);
+    backend.create(&Arc::new(first.clone())).await.unwrap();
+    let (w, mut feed) = backend
+        .open_session(spec("w", "n", &["default"]))
+        .await
+        .unwrap();
+    let m1 = Message::of(&first).unwrap();
+    assert_eq!(next(&mut feed).await, FeedEvent::Snapshot(vec![m1.clone()]));
+    let second = task("second", TaskOptions::default(), &[("s", None)]);
+    change_in_a_compacted_gap(&mut server, &backend, || async {
+        backend.create(&Arc::new(second.clone())).await.map(drop)
+    })
+    .await;
     let m2 = Message::of(&second).unwrap();
     match next(&mut feed).await {
         FeedEvent::Snapshot(mut messages) => {
@@ -625,6 +640,56 @@ async fn a_feed_behind_a_compaction_resyncs_with_a_snapshot() {
         }
         other => panic!("expected a snapshot after the compaction, got {other:?}"),
     }
+    w.close().await.unwrap();
+}
+
+/// A cancel whose watch event a session missed (compacted away while its watch was down) still reaches it: the
+/// resync sends the live cancellation signals after the snapshot, so a step of the task running there stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_missed_in_a_compacted_gap_still_reaches_the_session() {
+    let (mut server, backend) = backend_with(|c| {
+        c.lease_ttl(Duration::from_secs(30))
+            .reconnect_delay(Duration::from_secs(3))
+    })
+    .await;
+    let t = task("running", TaskOptions::default(), &[("s", None)]);
+    backend.create(&Arc::new(t.clone())).await.unwrap();
+    let (w, mut feed) = backend
+        .open_session(spec("w", "n", &["default"]))
+        .await
+        .unwrap();
+    let message = Message::of(&t).unwrap();
+    assert_eq!(
+        next(&mut feed).await,
+        FeedEvent::Snapshot(vec![message.clone()])
+    );
+    let _running = w.claim(&message).await.unwrap().expect("claimed");
+    change_in_a_compacted_gap(&mut server, &backend, || async {
+        let stored = backend.get(&t.task_id).await?.expect("the task is stored");
+        let mut revoked = stored.value.clone();
+        revoked.status = TaskStatus::Revoked;
+        let previous = Message::of(&stored.value);
+        let cancel = Transition {
+            task: Arc::new(revoked),
+            expected_revision: stored.revision,
+            previous: previous.as_ref(),
+            claim: None,
+            release_claim: false,
+            cancel: true,
+        };
+        match backend.commit(&cancel).await? {
+            Commit::Applied { .. } => Ok(()),
+            Commit::Conflict => panic!("nothing else changes the task"),
+        }
+    })
+    .await;
+    assert_eq!(next(&mut feed).await, FeedEvent::Snapshot(Vec::new()));
+    assert_eq!(
+        next(&mut feed).await,
+        FeedEvent::Cancel {
+            task_id: t.task_id.clone()
+        }
+    );
     w.close().await.unwrap();
 }
 

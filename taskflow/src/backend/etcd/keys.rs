@@ -90,6 +90,11 @@ impl KeyLayout {
         format!("{}/cancel/{task_id}", self.root)
     }
 
+    /// Every cancellation signal.
+    pub fn cancels(&self) -> String {
+        format!("{}/cancel/", self.root)
+    }
+
     /// A live worker.
     pub fn worker(&self, worker_id: &str) -> String {
         format!("{}/workers/{worker_id}", self.root)

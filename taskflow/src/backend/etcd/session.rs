@@ -519,6 +519,26 @@ struct Driver {
     feed_closed: bool,
 }
 
+/// The tasks whose cancellation signal is alive at `revision`.
+async fn cancelled_at(inner: &Inner, revision: i64) -> Result<Vec<String>, Fail> {
+    let prefix = inner.keys.cancels();
+    let (signals, _) = range(
+        inner,
+        prefix.as_bytes().to_vec(),
+        prefix_end(&prefix),
+        revision,
+        true,
+    )
+    .await?;
+    Ok(signals
+        .iter()
+        .filter_map(|kv| match inner.keys.parse_feed(kv.key_str().ok()?) {
+            FeedKey::Cancel(task_id) => Some(task_id.to_owned()),
+            _ => None,
+        })
+        .collect())
+}
+
 enum Wake {
     Closed,
     Watch(Result<Option<WatchResponse>, etcd_client::Error>),
@@ -684,17 +704,27 @@ impl Driver {
         }
     }
 
-    /// Re-reads the routes' messages and the claims, sends a snapshot, and watches from there.
+    /// Re-reads the routes' messages and the claims, sends a snapshot, and watches from there. The cancellation
+    /// signals still alive are sent again after the snapshot: the watch events that told of them may be among those
+    /// missed, and a step of a cancelled task may run here.
     async fn resync(&mut self) {
         let mut delay = Duration::from_millis(100);
+        let inner = Arc::clone(&self.shared.inner);
         loop {
             if self.shared.closed.is_cancelled() {
                 return;
             }
-            match self.view.load(&self.shared.inner).await {
-                Ok(revision) => {
+            let loaded = async {
+                let revision = self.view.load(&inner).await?;
+                Ok::<_, Fail>((revision, cancelled_at(&inner, revision).await?))
+            };
+            match loaded.await {
+                Ok((revision, cancelled)) => {
                     self.revision = revision;
                     self.send(FeedEvent::Snapshot(self.view.claimable()));
+                    for task_id in cancelled {
+                        self.send(FeedEvent::Cancel { task_id });
+                    }
                     let _ = self.open_watch().await;
                     return;
                 }
