@@ -36,6 +36,9 @@ impl Renderer {
         task: &Task,
         step: &Step,
     ) -> Result<BTreeMap<String, String>, String> {
+        if step.params.is_empty() {
+            return Ok(BTreeMap::new());
+        }
         let mut context = None;
         step.params
             .iter()
