@@ -8,7 +8,7 @@ use crate::backend::{
     ClaimToken, Claimed, CorruptTask, FeedEvent, Message, Session, Stored, WorkerSpec,
 };
 use crate::error::BackendError;
-use crate::model::Task;
+use crate::model::{Task, TaskStatus};
 use etcd_client::{
     Compare, CompareOp, EventType, LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn, TxnOp,
     WatchOptions, WatchResponse, WatchStream,
@@ -519,8 +519,14 @@ struct Driver {
     feed_closed: bool,
 }
 
-/// The tasks whose cancellation signal is alive at `revision`.
+/// The tasks REVOKED at `revision` whose cancellation signal is alive then. (A signal outlives a retry of its task
+/// until its lease ends: a retried task must not be stopped again.)
 async fn cancelled_at(inner: &Inner, revision: i64) -> Result<Vec<String>, Fail> {
+    /// The one field of a task document needed here.
+    #[derive(serde::Deserialize)]
+    struct Status {
+        status: TaskStatus,
+    }
     let prefix = inner.keys.cancels();
     let (signals, _) = range(
         inner,
@@ -530,13 +536,25 @@ async fn cancelled_at(inner: &Inner, revision: i64) -> Result<Vec<String>, Fail>
         true,
     )
     .await?;
-    Ok(signals
-        .iter()
-        .filter_map(|kv| match inner.keys.parse_feed(kv.key_str().ok()?) {
-            FeedKey::Cancel(task_id) => Some(task_id.to_owned()),
-            _ => None,
-        })
-        .collect())
+    let mut cancelled = Vec::new();
+    for signal in &signals {
+        let Ok(FeedKey::Cancel(task_id)) = signal.key_str().map(|key| inner.keys.parse_feed(key))
+        else {
+            continue;
+        };
+        let key = inner.keys.task(task_id);
+        let mut end = key.clone().into_bytes();
+        end.push(0);
+        let (documents, _) = range(inner, key.into_bytes(), end, revision, false).await?;
+        let revoked = documents.first().is_some_and(|document| {
+            serde_json::from_slice::<Status>(document.value())
+                .is_ok_and(|document| document.status == TaskStatus::Revoked)
+        });
+        if revoked {
+            cancelled.push(task_id.to_owned());
+        }
+    }
+    Ok(cancelled)
 }
 
 enum Wake {
@@ -704,9 +722,9 @@ impl Driver {
         }
     }
 
-    /// Re-reads the routes' messages and the claims, sends a snapshot, and watches from there. The cancellation
-    /// signals still alive are sent again after the snapshot: the watch events that told of them may be among those
-    /// missed, and a step of a cancelled task may run here.
+    /// Re-reads the routes' messages and the claims, sends a snapshot, and watches from there. The live cancellation
+    /// signals of tasks still REVOKED are sent again after the snapshot: the watch events that told of them may be
+    /// among those missed, and a step of a cancelled task may run here.
     async fn resync(&mut self) {
         let mut delay = Duration::from_millis(100);
         let inner = Arc::clone(&self.shared.inner);
