@@ -2,7 +2,7 @@
 
 use crate::model::{Step, Task};
 use minijinja::value::{Serde, Value};
-use minijinja::{Environment, UndefinedBehavior};
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -20,6 +20,9 @@ impl Default for Renderer {
     fn default() -> Self {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Params are plain text whatever they are called (minijinja would pick escaping from a template name ending in
+        // `.html`, `.json`, `.yaml`... and templates are named `{step}.{param}`).
+        env.set_auto_escape_callback(|_| AutoEscape::None);
         Self { env }
     }
 }
@@ -155,6 +158,24 @@ mod tests {
             .unwrap();
         assert_eq!(params["greeting"], "sum is 8");
         assert_eq!(params["url"], "http://x/t");
+    }
+
+    #[test]
+    fn a_param_renders_the_same_whatever_its_name() {
+        let mut task = task();
+        task.set_common_param("v", "a<b & \"c\"");
+        let names = ["text", "json", "yaml", "yml", "js", "html", "htm", "xml"];
+        for name in names {
+            task.steps[1]
+                .params
+                .insert(name.into(), "{{ common.v }}".into());
+        }
+        let params = Renderer::default()
+            .render_params(&task, &task.steps[1])
+            .unwrap();
+        for name in names {
+            assert_eq!(params[name], "a<b & \"c\"", "param `{name}`");
+        }
     }
 
     #[test]
