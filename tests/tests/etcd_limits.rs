@@ -96,3 +96,52 @@ async fn an_oversized_callback_error_fails_the_callback_once() {
     );
     worker.shutdown().await;
 }
+
+/// A task write carries the document and its listing summary (compared, then written) and message: with large summary
+/// fields (here a 300 kB business index) a result that keeps the document under the limit can still make the write too
+/// large. The step fails for that reason, once, like any oversized result; an index too large for any write is refused
+/// at dispatch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listing_summary_counts_towards_the_size_limit() {
+    let b = taskflow_tests::etcd::backend().await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counted = runs.clone();
+    let big = step_fn("big", move |_ctx| {
+        let counted = counted.clone();
+        async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Ok("x".repeat(800_000))
+        }
+    });
+    let engine = b.engine().step(big).build().unwrap();
+    let worker = engine.worker().start().await.unwrap();
+    let indexed = |index_bytes: usize| {
+        let info = TaskInfo {
+            task_name: "limits".into(),
+            task_index: "i".repeat(index_bytes),
+            ..Default::default()
+        };
+        Task::new(info, TaskOptions::default()).with_step(Step::new(
+            "a",
+            "big",
+            StepOptions::default(),
+        ))
+    };
+    let refused = engine.dispatch(indexed(600_000)).await.unwrap_err();
+    assert!(refused.to_string().contains("too large"), "{refused}");
+    let id = engine.dispatch(indexed(300_000)).await.unwrap();
+    let done = engine
+        .wait_timeout(&id, std::time::Duration::from_secs(60))
+        .await
+        .expect("the task settles");
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the step ran once");
+    assert_eq!(done.status, TaskStatus::Failure);
+    assert!(
+        done.steps[0]
+            .message
+            .contains("more than the backend accepts"),
+        "{}",
+        done.steps[0].message
+    );
+    worker.shutdown().await;
+}

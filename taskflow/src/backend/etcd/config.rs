@@ -149,7 +149,8 @@ impl EtcdConfig {
         self
     }
 
-    /// The largest task document accepted (default 1.5 MiB less 64 KiB, for etcd's default `--max-request-bytes`).
+    /// The largest write of a task accepted: its document, its listing summary (compared, then written) and its message
+    /// together (default 1.5 MiB less 64 KiB, for etcd's default `--max-request-bytes`).
     pub fn max_document_bytes(mut self, bytes: usize) -> Self {
         self.max_document_bytes = bytes;
         self

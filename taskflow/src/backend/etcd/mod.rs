@@ -297,13 +297,11 @@ impl EtcdBackend {
         }
     }
 
-    fn check_size(&self, doc: &[u8]) -> Result<(), BackendError> {
+    /// Refuses a write of a task whose values (document, listing summary, message) add up to more than the limit.
+    fn check_size(&self, bytes: usize) -> Result<(), BackendError> {
         let limit = self.inner.config.max_document_bytes;
-        if doc.len() > limit {
-            return Err(BackendError::TooLarge {
-                size: doc.len(),
-                limit,
-            });
+        if bytes > limit {
+            return Err(BackendError::TooLarge { size: bytes, limit });
         }
         Ok(())
     }
@@ -354,7 +352,6 @@ impl Backend for EtcdBackend {
         let inner = &self.inner;
         let keys = &inner.keys;
         let doc = serde_json::to_vec(task).map_err(|e| BackendError::Other(e.to_string()))?;
-        self.check_size(&doc)?;
         let doc_key = keys.task(&task.task_id);
         let (summary, summary_ops, summary_bytes) = listing::summary_op(inner, task);
         let mut ops = vec![TxnOp::put(doc_key.clone(), doc.clone(), None), summary];
@@ -368,6 +365,7 @@ impl Backend for EtcdBackend {
                 None,
             ));
         }
+        self.check_size(bytes)?;
         let count = ops.len() + summary_ops;
         let txn = Txn::new()
             .when([Compare::create_revision(doc_key, CompareOp::Equal, 0)])
@@ -409,7 +407,6 @@ impl Backend for EtcdBackend {
         let keys = &inner.keys;
         let task_id = t.task.task_id.clone();
         let doc = serde_json::to_vec(&t.task).map_err(|e| BackendError::Other(e.to_string()))?;
-        self.check_size(&doc)?;
         let doc_key = keys.task(&task_id);
         let mut fresh_lease = false;
         loop {
@@ -453,6 +450,7 @@ impl Backend for EtcdBackend {
             let (summary, summary_ops, summary_bytes) = listing::summary_op(inner, &t.task);
             ops.push(summary);
             bytes += summary_bytes;
+            self.check_size(bytes)?;
             if let (true, Some(_)) = (t.release_claim, &t.claim) {
                 ops.push(TxnOp::delete(keys.claim(&task_id), None));
             }
