@@ -5,7 +5,8 @@ use metrics_util::CompositeKey;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use std::time::Duration;
 use taskflow::{
-    Engine, Step, StepError, StepOptions, Task, TaskInfo, TaskOptions, TaskStatus, step_fn,
+    CallbackError, Engine, Step, StepError, StepOptions, Task, TaskInfo, TaskOptions, TaskStatus,
+    callback_fn, step_fn,
 };
 
 /// What a snapshot holds: metric key and value.
@@ -31,13 +32,22 @@ fn counter(metrics: &Metrics, name: &str, labels: &[(&str, &str)]) -> u64 {
 }
 
 fn task(name: &str, executor: &str) -> Task {
+    task_with(
+        name,
+        executor,
+        TaskOptions::default(),
+        StepOptions::default(),
+    )
+}
+
+fn task_with(name: &str, executor: &str, options: TaskOptions, first: StepOptions) -> Task {
     let info = TaskInfo {
         task_name: name.into(),
         task_type: "metered".into(),
         ..Default::default()
     };
-    let mut task = Task::new(info, TaskOptions::default());
-    task.add_step(Step::new("first", "ok", StepOptions::default()));
+    let mut task = Task::new(info, options);
+    task.add_step(Step::new("first", "ok", first));
     task.add_step(Step::new("second", executor, StepOptions::default()));
     task
 }
@@ -55,6 +65,9 @@ async fn dispatches_task_ends_and_step_outcomes_are_counted() {
         .step(step_fn("boom", |_ctx| async {
             Err::<(), _>(StepError::fatal("boom"))
         }))
+        .callback(callback_fn("grumpy", |_outcome| async {
+            Err(CallbackError::new("no"))
+        }))
         .build()
         .unwrap();
     let worker = engine.worker().start().await.unwrap();
@@ -67,6 +80,35 @@ async fn dispatches_task_ends_and_step_outcomes_are_counted() {
         let id = engine.dispatch(task(name, executor)).await.unwrap();
         assert_eq!(engine.wait_timeout(&id, wait).await.unwrap().status, status);
     }
+    // A failing callback turns a success into one FAILURE, not a SUCCESS and a FAILURE.
+    let grumpy = TaskOptions {
+        callback: Some("grumpy".into()),
+        ..Default::default()
+    };
+    let id = engine
+        .dispatch(task_with(
+            "called back",
+            "ok",
+            grumpy,
+            StepOptions::default(),
+        ))
+        .await
+        .unwrap();
+    let done = engine.wait_timeout(&id, wait).await.unwrap();
+    assert_eq!(done.status, TaskStatus::Failure);
+    // A client's cancel ends a task too (here one waiting an hour for its first step).
+    let later = StepOptions {
+        delay_seconds: 3600,
+        ..Default::default()
+    };
+    let id = engine
+        .dispatch(task_with("cancelled", "ok", TaskOptions::default(), later))
+        .await
+        .unwrap();
+    assert_eq!(
+        engine.cancel(&id).await.unwrap().status,
+        TaskStatus::Revoked
+    );
     worker.shutdown().await;
 
     // Counters are read once: a snapshot resets them.
@@ -79,7 +121,7 @@ async fn dispatches_task_ends_and_step_outcomes_are_counted() {
     let by_type = [("task_type", "metered")];
     assert_eq!(
         counter(&metrics, "taskflow_task_dispatched_total", &by_type),
-        3
+        5
     );
     let finished = |status| {
         counter(
@@ -89,7 +131,8 @@ async fn dispatches_task_ends_and_step_outcomes_are_counted() {
         )
     };
     assert_eq!(finished("SUCCESS"), 2);
-    assert_eq!(finished("FAILURE"), 1);
+    assert_eq!(finished("FAILURE"), 2);
+    assert_eq!(finished("REVOKED"), 1);
     assert_eq!(finished("TIMEOUT"), 0);
     let steps = |executor, status| {
         counter(
@@ -102,7 +145,7 @@ async fn dispatches_task_ends_and_step_outcomes_are_counted() {
             ],
         )
     };
-    assert_eq!(steps("ok", "SUCCESS"), 5);
+    assert_eq!(steps("ok", "SUCCESS"), 7);
     assert_eq!(steps("boom", "FAILURE"), 1);
     assert_eq!(steps("ok", "FAILURE"), 0);
 }

@@ -238,6 +238,8 @@ impl Engine {
             };
             if let Commit::Applied { .. } = self.inner.backend.commit(&transition).await? {
                 tracing::info!(task_id, action, "task updated");
+                let metrics = &self.inner.metrics;
+                metrics.count_settled(stored.value.is_settled(), &task);
                 return Ok(task);
             }
         }

@@ -4,7 +4,7 @@
 //! Install the `metrics` recorder before building the engine: handles registered earlier stay no-ops.
 
 use crate::FastMap;
-use crate::model::TaskStatus;
+use crate::model::{Task, TaskStatus};
 use metrics::{Counter, Gauge, Histogram};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -88,8 +88,8 @@ impl TaskMetrics {
         self.dispatched.increment(1);
     }
 
-    /// A task ended with `status`.
-    pub(crate) fn finished(&self, status: TaskStatus) {
+    /// A task settled with `status`.
+    fn finished(&self, status: TaskStatus) {
         if let Some(slot) = ENDS.iter().position(|end| *end == status) {
             self.finished[slot].increment(1);
         }
@@ -104,6 +104,14 @@ pub(crate) struct MetricsCache {
 }
 
 impl MetricsCache {
+    /// Counts the end of a task once a commit settled it (it ended and its callback, if any, ran), by its final
+    /// status: a callback that fails a successful task makes it one FAILURE, and a client's cancel counts too.
+    pub(crate) fn count_settled(&self, was_settled: bool, task: &Task) {
+        if task.is_settled() && !was_settled {
+            self.task(&task.task_type).finished(task.status);
+        }
+    }
+
     /// The handles of a task type, registered on first use.
     pub(crate) fn task(&self, task_type: &str) -> Arc<TaskMetrics> {
         let mut tasks = crate::sync::lock(&self.tasks);

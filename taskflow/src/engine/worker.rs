@@ -815,18 +815,14 @@ impl Driver {
             message.deadline = task.deadline();
             started = Some(index);
         }
-        let before = self.stored.value.status;
-        if self.commit(task, next.is_none(), cancel).await != Committed::Applied {
-            return None;
+        let was_settled = self.stored.value.is_settled();
+        let committed = self.commit(task, next.is_none(), cancel).await;
+        if committed != Committed::Rejected {
+            let metrics = &self.shared.engine.inner.metrics;
+            metrics.count_settled(was_settled, &self.stored.value);
         }
-        let after = &self.stored.value;
-        if after.is_terminal() && after.status != before {
-            self.shared
-                .engine
-                .inner
-                .metrics
-                .task(&after.task_type)
-                .finished(after.status);
+        if committed != Committed::Applied {
+            return None;
         }
         self.started = started;
         debug_assert_eq!(
