@@ -2,6 +2,7 @@
 //! retention, corrupt documents and an unreachable etcd. Run with `--features etcd`.
 #![cfg(feature = "etcd")]
 
+use futures::TryFutureExt;
 use std::sync::Arc;
 use std::time::Duration;
 use taskflow::backend::etcd::{EtcdBackend, EtcdConfig};
@@ -608,6 +609,54 @@ async fn change_in_a_compacted_gap<F, Fut>(
         .unwrap()
         .revision();
     client.compact(revision, None).await.unwrap();
+}
+
+/// The retention cleaner reads its entries in pages from the oldest, past those it must keep: more than a page of
+/// ended tasks whose callback has still to run (its workers are down) does not keep later tasks forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_kept_for_their_callback_do_not_hold_up_the_retention_of_others() {
+    let (_server, backend) = backend_with(|c| {
+        c.retention(Some(Duration::from_millis(1)))
+            .retention_interval(Duration::from_millis(100))
+    })
+    .await;
+    let ended_at = |end: chrono::DateTime<chrono::Utc>, callback: Option<&str>| {
+        let options = TaskOptions {
+            callback: callback.map(str::to_owned),
+            ..Default::default()
+        };
+        let mut t = task("ended", options, &[("s", None)]);
+        t.status = TaskStatus::Revoked;
+        t.end = Some(end);
+        t
+    };
+    let long_ago = chrono::DateTime::UNIX_EPOCH + chrono::Duration::days(10_000);
+    let waiting: Vec<Arc<Task>> = (0..300)
+        .map(|_| Arc::new(ended_at(long_ago, Some("cb"))))
+        .collect();
+    let created = waiting.iter().map(|t| backend.create(t).map_ok(drop));
+    futures::future::try_join_all(created).await.unwrap();
+    let settled = ended_at(long_ago + chrono::Duration::seconds(1), None);
+    let revision = backend.create(&Arc::new(settled.clone())).await.unwrap();
+    let (session, _feed) = backend
+        .open_session(spec("w", "n", &["default"]))
+        .await
+        .unwrap();
+    let gone = tokio::time::timeout(
+        Duration::from_secs(30),
+        backend.wait_change(&settled.task_id, revision),
+    )
+    .await
+    .expect("the settled task is deleted")
+    .unwrap();
+    assert_eq!(gone, None);
+    for t in &waiting {
+        assert!(
+            backend.get(&t.task_id).await.unwrap().is_some(),
+            "a task whose callback has still to run is kept"
+        );
+    }
+    session.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

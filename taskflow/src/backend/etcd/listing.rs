@@ -191,90 +191,105 @@ pub(crate) async fn list(inner: &Inner, query: &TaskQuery) -> Result<TaskPage, F
     Ok(TaskPage { total, items })
 }
 
-/// One pass of the retention cleaner: deletes tasks that ended more than `retention` ago (at most `max` of them).
-/// Returns how many were deleted.
+/// One pass of the retention cleaner: deletes tasks that ended more than `retention` ago (at most `max` of them),
+/// reading their retention entries in pages from the oldest, past those it must keep (a callback still to run, an
+/// unreadable document). Returns how many were deleted.
 pub(crate) async fn clean_expired(
     inner: &Inner,
     retention: std::time::Duration,
     max: usize,
 ) -> Result<usize, Fail> {
-    let keys = &inner.keys;
-    let now = Utc::now();
+    const PAGE: i64 = 256;
     let Ok(retention) = chrono::Duration::from_std(retention) else {
         return Ok(0);
     };
-    let cutoff = now - retention;
-    let (start, end) = keys.ended_before(cutoff);
-    let resp = super::timed(
-        inner.config.request_timeout,
-        inner.client().get(
-            start,
-            Some(
-                GetOptions::new()
-                    .with_range(end)
-                    .with_keys_only()
-                    .with_limit(max as i64),
-            ),
-        ),
-    )
-    .await?;
+    let cutoff = Utc::now() - retention;
+    let (start, end) = inner.keys.ended_before(cutoff);
+    let mut from = start.into_bytes();
     let mut deleted = 0;
-    for kv in resp.kvs() {
-        let Ok(entry) = kv.key_str() else { continue };
-        let Some((end_ms, task_id)) = keys.parse_ended(entry) else {
-            continue;
-        };
-        let doc_key = keys.task(task_id);
-        let doc = super::timed(
+    loop {
+        let options = GetOptions::new()
+            .with_range(end.clone())
+            .with_keys_only()
+            .with_limit(PAGE);
+        let resp = super::timed(
             inner.config.request_timeout,
-            inner.client().get(doc_key.clone(), None),
+            inner.client().get(from.clone(), Some(options)),
         )
         .await?;
-        let Some(doc) = doc.kvs().first() else {
-            let _ = super::timed(
-                inner.config.request_timeout,
-                inner.client().delete(entry, None),
-            )
-            .await?;
-            continue;
-        };
-        let Ok(task) = serde_json::from_slice::<Task>(doc.value()) else {
-            continue;
-        };
-        let expired = task.is_terminal()
-            && task
-                .end
-                .is_some_and(|e| e.timestamp_millis() == end_ms && e <= cutoff)
-            && Message::of(&task).is_none();
-        if !expired {
-            if !task.is_terminal() || task.end.is_none_or(|e| e.timestamp_millis() != end_ms) {
-                // A stale entry (the task was retried, or ended again at another time).
-                let _ = super::timed(
-                    inner.config.request_timeout,
-                    inner.client().delete(entry, None),
-                )
-                .await?;
+        for kv in resp.kvs() {
+            if deleted == max {
+                return Ok(deleted);
             }
-            continue;
+            if let Ok(entry) = kv.key_str()
+                && clean_entry(inner, entry, cutoff).await?
+            {
+                deleted += 1;
+            }
         }
-        let txn = Txn::new()
-            .when([Compare::mod_revision(
-                doc_key.clone(),
-                CompareOp::Equal,
-                doc.mod_revision(),
-            )])
-            .and_then([
-                TxnOp::delete(doc_key, None),
-                TxnOp::delete(keys.summary(task_id), None),
-                TxnOp::delete(entry, None),
-                TxnOp::delete(keys.claim(task_id), None),
-                TxnOp::delete(keys.cancel(task_id), None),
-            ]);
-        let resp = super::timed(inner.config.request_timeout, inner.client().txn(txn)).await?;
-        if resp.succeeded() {
-            deleted += 1;
-            tracing::debug!(task_id, "retention: deleted an expired task");
+        match resp.kvs().last() {
+            Some(last) if resp.more() => {
+                from = last.key().to_vec();
+                from.push(0);
+            }
+            _ => return Ok(deleted),
         }
     }
-    Ok(deleted)
+}
+
+/// Deletes the task of a retention entry if it ended before `cutoff` and has nothing left to do; drops the entry if
+/// it is stale (the task is gone, was retried, or ended again at another time). Whether the task was deleted.
+async fn clean_entry(inner: &Inner, entry: &str, cutoff: DateTime<Utc>) -> Result<bool, Fail> {
+    let keys = &inner.keys;
+    let Some((end_ms, task_id)) = keys.parse_ended(entry) else {
+        return Ok(false);
+    };
+    let doc_key = keys.task(task_id);
+    let doc = super::timed(
+        inner.config.request_timeout,
+        inner.client().get(doc_key.clone(), None),
+    )
+    .await?;
+    let drop_entry = || async {
+        super::timed(
+            inner.config.request_timeout,
+            inner.client().delete(entry, None),
+        )
+        .await
+        .map(drop)
+    };
+    let Some(doc) = doc.kvs().first() else {
+        drop_entry().await?;
+        return Ok(false);
+    };
+    let Ok(task) = serde_json::from_slice::<Task>(doc.value()) else {
+        return Ok(false);
+    };
+    let same_end = task.is_terminal() && task.end.is_some_and(|e| e.timestamp_millis() == end_ms);
+    if !same_end {
+        drop_entry().await?;
+        return Ok(false);
+    }
+    let expired = task.end.is_some_and(|e| e <= cutoff) && Message::of(&task).is_none();
+    if !expired {
+        return Ok(false);
+    }
+    let txn = Txn::new()
+        .when([Compare::mod_revision(
+            doc_key.clone(),
+            CompareOp::Equal,
+            doc.mod_revision(),
+        )])
+        .and_then([
+            TxnOp::delete(doc_key, None),
+            TxnOp::delete(keys.summary(task_id), None),
+            TxnOp::delete(entry, None),
+            TxnOp::delete(keys.claim(task_id), None),
+            TxnOp::delete(keys.cancel(task_id), None),
+        ]);
+    let resp = super::timed(inner.config.request_timeout, inner.client().txn(txn)).await?;
+    if resp.succeeded() {
+        tracing::debug!(task_id, "retention: deleted an expired task");
+    }
+    Ok(resp.succeeded())
 }
