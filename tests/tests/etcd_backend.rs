@@ -44,11 +44,15 @@ fn spec(id: &str, node: &str, queues: &[&str]) -> WorkerSpec {
 }
 
 /// Stores a one-step task and opens a session serving its queue; asserts that the session's first snapshot holds the
-/// task's message, and returns the session and that message.
+/// task's message, and returns the session, its feed and that message.
 async fn serves_a_task(
     backend: &EtcdBackend,
     name: &str,
-) -> (Arc<dyn taskflow::backend::Session>, Message) {
+) -> (
+    Arc<dyn taskflow::backend::Session>,
+    UnboundedReceiver<FeedEvent>,
+    Message,
+) {
     let t = task(name, TaskOptions::default(), &[("s", None)]);
     backend.create(&Arc::new(t.clone())).await.unwrap();
     let (session, mut feed) = backend
@@ -60,7 +64,7 @@ async fn serves_a_task(
         next(&mut feed).await,
         FeedEvent::Snapshot(vec![message.clone()])
     );
-    (session, message)
+    (session, feed, message)
 }
 
 async fn next(feed: &mut UnboundedReceiver<FeedEvent>) -> FeedEvent {
@@ -666,14 +670,7 @@ async fn a_feed_behind_a_compaction_resyncs_with_a_snapshot() {
             .reconnect_delay(Duration::from_secs(3))
     })
     .await;
-    let first = task("first", TaskOptions::default(), &[("s", None)]);
-    backend.create(&Arc::new(first.clone())).await.unwrap();
-    let (w, mut feed) = backend
-        .open_session(spec("w", "n", &["default"]))
-        .await
-        .unwrap();
-    let m1 = Message::of(&first).unwrap();
-    assert_eq!(next(&mut feed).await, FeedEvent::Snapshot(vec![m1.clone()]));
+    let (w, mut feed, m1) = serves_a_task(&backend, "first").await;
     let second = task("second", TaskOptions::default(), &[("s", None)]);
     change_in_a_compacted_gap(&mut server, &backend, || async {
         backend.create(&Arc::new(second.clone())).await.map(drop)
@@ -702,17 +699,7 @@ async fn a_cancel_missed_in_a_compacted_gap_still_reaches_the_session() {
             .reconnect_delay(Duration::from_secs(3))
     })
     .await;
-    let running = task("running", TaskOptions::default(), &[("s", None)]);
-    backend.create(&Arc::new(running.clone())).await.unwrap();
-    let (w, mut feed) = backend
-        .open_session(spec("w", "n", &["default"]))
-        .await
-        .unwrap();
-    let message = Message::of(&running).unwrap();
-    assert_eq!(
-        next(&mut feed).await,
-        FeedEvent::Snapshot(vec![message.clone()])
-    );
+    let (w, mut feed, message) = serves_a_task(&backend, "running").await;
     let _claimed = w.claim(&message).await.unwrap().expect("claimed");
     let retried = task("retried", TaskOptions::default(), &[("s", None)]);
     backend.create(&Arc::new(retried.clone())).await.unwrap();
@@ -730,7 +717,7 @@ async fn a_cancel_missed_in_a_compacted_gap_still_reaches_the_session() {
         backend.commit(&retry).await.unwrap(),
         Commit::Applied { .. }
     ));
-    change_in_a_compacted_gap(&mut server, &backend, || revoke(&backend, &running.task_id)).await;
+    change_in_a_compacted_gap(&mut server, &backend, || revoke(&backend, &message.task_id)).await;
     let after_the_gap = loop {
         match next(&mut feed).await {
             FeedEvent::Snapshot(messages) => break messages,
@@ -741,7 +728,7 @@ async fn a_cancel_missed_in_a_compacted_gap_still_reaches_the_session() {
     assert_eq!(
         next(&mut feed).await,
         FeedEvent::Cancel {
-            task_id: running.task_id.clone()
+            task_id: message.task_id.clone()
         }
     );
     quiet(&mut feed).await;
@@ -804,7 +791,7 @@ async fn user_and_password_authentication() {
     // Without credentials etcd refuses the requests; with them everything works, the feed included.
     assert!(config().connect().await.is_err());
     let authed = config().user("root", "rootpw").connect().await.unwrap();
-    let (w, message) = serves_a_task(&authed, "auth").await;
+    let (w, _feed, message) = serves_a_task(&authed, "auth").await;
     let claimed = w.claim(&message).await.unwrap();
     assert!(claimed.is_some());
     w.close().await.unwrap();
@@ -862,7 +849,7 @@ async fn tls() {
         .connect()
         .await
         .unwrap();
-    let (w, _) = serves_a_task(&backend, "tls").await;
+    let (w, _feed, _) = serves_a_task(&backend, "tls").await;
     w.close().await.unwrap();
     // Without TLS the server does not answer.
     let plain = EtcdConfig::new([server.endpoint().replace("https://", "http://")])
