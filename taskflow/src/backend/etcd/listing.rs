@@ -1,8 +1,7 @@
 //! Listing summaries, `list`, and the retention of ended tasks.
 
 use super::error::Fail;
-use super::keys::prefix_end;
-use super::{Inner, range};
+use super::{Inner, range, range_prefix};
 use crate::backend::{Message, TaskPage, TaskQuery};
 use crate::model::{Task, TaskInfo, TaskOptions, TaskStatus};
 use chrono::{DateTime, Utc};
@@ -88,27 +87,13 @@ pub(crate) fn summary_op(inner: &Inner, task: &Task) -> (TxnOp, usize, usize) {
 pub(crate) async fn list(inner: &Inner, query: &TaskQuery) -> Result<TaskPage, Fail> {
     let keys = &inner.keys;
     let prefix = keys.summaries();
-    let (summaries, revision) = range(
-        inner,
-        prefix.as_bytes().to_vec(),
-        prefix_end(&prefix),
-        0,
-        false,
-    )
-    .await?;
+    let (summaries, revision) = range_prefix(inner, &prefix, 0, false).await?;
     // The documents' mod revisions order tasks by last update; only read (keys only) when sorting by it.
     let mut revisions: HashMap<String, i64> = HashMap::new();
     let by_last_update = query.sort == crate::backend::SortField::LastUpdate;
     if by_last_update {
         let tasks_prefix = keys.tasks();
-        let (docs, _) = range(
-            inner,
-            tasks_prefix.as_bytes().to_vec(),
-            prefix_end(&tasks_prefix),
-            revision,
-            true,
-        )
-        .await?;
+        let (docs, _) = range_prefix(inner, &tasks_prefix, revision, true).await?;
         for kv in &docs {
             if let Some(id) = kv
                 .key_str()
@@ -191,50 +176,32 @@ pub(crate) async fn list(inner: &Inner, query: &TaskQuery) -> Result<TaskPage, F
     Ok(TaskPage { total, items })
 }
 
-/// One pass of the retention cleaner: deletes tasks that ended more than `retention` ago (at most `max` of them),
-/// reading their retention entries in pages from the oldest, past those it must keep (a callback still to run, an
-/// unreadable document). Returns how many were deleted.
+/// One pass of the retention cleaner: deletes tasks that ended more than `retention` ago (at most `max` of them), from
+/// the oldest, going past those it must keep (a callback still to run, an unreadable document). Returns how many were
+/// deleted.
 pub(crate) async fn clean_expired(
     inner: &Inner,
     retention: std::time::Duration,
     max: usize,
 ) -> Result<usize, Fail> {
-    const PAGE: i64 = 256;
     let Ok(retention) = chrono::Duration::from_std(retention) else {
         return Ok(0);
     };
     let cutoff = Utc::now() - retention;
     let (start, end) = inner.keys.ended_before(cutoff);
-    let mut from = start.into_bytes();
+    let (entries, _) = range(inner, start.into_bytes(), end.into_bytes(), 0, true).await?;
     let mut deleted = 0;
-    loop {
-        let options = GetOptions::new()
-            .with_range(end.clone())
-            .with_keys_only()
-            .with_limit(PAGE);
-        let resp = super::timed(
-            inner.config.request_timeout,
-            inner.client().get(from.clone(), Some(options)),
-        )
-        .await?;
-        for kv in resp.kvs() {
-            if deleted == max {
-                return Ok(deleted);
-            }
-            if let Ok(entry) = kv.key_str()
-                && clean_entry(inner, entry, cutoff).await?
-            {
-                deleted += 1;
-            }
+    for entry in &entries {
+        if deleted == max {
+            break;
         }
-        match resp.kvs().last() {
-            Some(last) if resp.more() => {
-                from = last.key().to_vec();
-                from.push(0);
-            }
-            _ => return Ok(deleted),
+        if let Ok(entry) = entry.key_str()
+            && clean_entry(inner, entry, cutoff).await?
+        {
+            deleted += 1;
         }
     }
+    Ok(deleted)
 }
 
 /// Deletes the task of a retention entry if it ended before `cutoff` and has nothing left to do; drops the entry if

@@ -203,6 +203,17 @@ pub(crate) async fn range(
     Ok((out, revision))
 }
 
+/// Reads every key under `prefix` (see [`range`]).
+pub(crate) async fn range_prefix(
+    inner: &Inner,
+    prefix: &str,
+    revision: i64,
+    keys_only: bool,
+) -> Result<(Vec<KeyValue>, i64), Fail> {
+    let start = prefix.as_bytes().to_vec();
+    range(inner, start, keys::prefix_end(prefix), revision, keys_only).await
+}
+
 impl EtcdBackend {
     /// Connects with this configuration (see [`EtcdConfig::connect`]).
     pub async fn connect(config: EtcdConfig) -> Result<Self, BackendError> {
@@ -274,14 +285,7 @@ impl EtcdBackend {
     /// The live workers (their specs: node, queues, executors), e.g. to explain why a step waits.
     pub async fn workers(&self) -> Result<Vec<WorkerSpec>, BackendError> {
         let prefix = self.inner.keys.workers();
-        let (kvs, _) = range(
-            &self.inner,
-            prefix.as_bytes().to_vec(),
-            keys::prefix_end(&prefix),
-            0,
-            false,
-        )
-        .await?;
+        let (kvs, _) = range_prefix(&self.inner, &prefix, 0, false).await?;
         Ok(kvs
             .iter()
             .filter_map(|kv| serde_json::from_slice(kv.value()).ok())

@@ -2,8 +2,8 @@
 
 use super::batch::Job;
 use super::error::Fail;
-use super::keys::{FeedKey, prefix_end};
-use super::{Inner, got, listing, message_json, range, timed};
+use super::keys::FeedKey;
+use super::{Inner, got, listing, message_json, range, range_prefix, timed};
 use crate::backend::{
     ClaimToken, Claimed, CorruptTask, FeedEvent, Message, Session, Stored, WorkerSpec,
 };
@@ -389,14 +389,7 @@ impl View {
     async fn load(&mut self, inner: &Inner) -> Result<i64, Fail> {
         let keys = &inner.keys;
         let claims_prefix = keys.claims();
-        let (claims, revision) = range(
-            inner,
-            claims_prefix.as_bytes().to_vec(),
-            prefix_end(&claims_prefix),
-            0,
-            true,
-        )
-        .await?;
+        let (claims, revision) = range_prefix(inner, &claims_prefix, 0, true).await?;
         let mut loaded_claims = HashSet::new();
         let mut loaded = HashMap::new();
         for kv in &claims {
@@ -408,14 +401,7 @@ impl View {
         routes.sort();
         for route in routes {
             let prefix = format!("{}/msgs/{route}/", keys.root());
-            let (messages, _) = range(
-                inner,
-                prefix.as_bytes().to_vec(),
-                prefix_end(&prefix),
-                revision,
-                false,
-            )
-            .await?;
+            let (messages, _) = range_prefix(inner, &prefix, revision, false).await?;
             for kv in &messages {
                 if let Ok(message) = serde_json::from_slice::<Message>(kv.value()) {
                     loaded.insert(message.task_id.clone(), (message, kv.mod_revision()));
@@ -528,14 +514,7 @@ async fn cancelled_at(inner: &Inner, revision: i64) -> Result<Vec<String>, Fail>
         status: TaskStatus,
     }
     let prefix = inner.keys.cancels();
-    let (signals, _) = range(
-        inner,
-        prefix.as_bytes().to_vec(),
-        prefix_end(&prefix),
-        revision,
-        true,
-    )
-    .await?;
+    let (signals, _) = range_prefix(inner, &prefix, revision, true).await?;
     let mut cancelled = Vec::new();
     for signal in &signals {
         let Ok(FeedKey::Cancel(task_id)) = signal.key_str().map(|key| inner.keys.parse_feed(key))
