@@ -8,7 +8,7 @@ use crate::backend::{
     ClaimToken, Claimed, CorruptTask, FeedEvent, Message, Session, Stored, WorkerSpec,
 };
 use crate::error::BackendError;
-use crate::model::{Task, TaskStatus};
+use crate::model::Task;
 use etcd_client::{
     Compare, CompareOp, EventType, LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn, TxnOp,
     WatchOptions, WatchResponse, WatchStream,
@@ -505,31 +505,25 @@ struct Driver {
     feed_closed: bool,
 }
 
-/// The tasks REVOKED at `revision` whose cancellation signal is alive then. (A signal outlives a retry of its task
-/// until its lease ends: a retried task must not be stopped again.)
+/// The tasks whose cancellation signal is alive at `revision` and whose claim then was taken before the signal: the
+/// runs the signal was meant to stop. (A signal outlives a retry of its task until its lease ends: a run claimed after
+/// the signal is a retried one, not to be stopped.)
 async fn cancelled_at(inner: &Inner, revision: i64) -> Result<Vec<String>, Fail> {
-    /// The one field of a task document needed here.
-    #[derive(serde::Deserialize)]
-    struct Status {
-        status: TaskStatus,
-    }
-    let prefix = inner.keys.cancels();
-    let (signals, _) = range_prefix(inner, &prefix, revision, true).await?;
+    let (signals, _) = range_prefix(inner, &inner.keys.cancels(), revision, true).await?;
     let mut cancelled = Vec::new();
     for signal in &signals {
         let Ok(FeedKey::Cancel(task_id)) = signal.key_str().map(|key| inner.keys.parse_feed(key))
         else {
             continue;
         };
-        let key = inner.keys.task(task_id);
-        let mut end = key.clone().into_bytes();
+        let claim = inner.keys.claim(task_id);
+        let mut end = claim.clone().into_bytes();
         end.push(0);
-        let (documents, _) = range(inner, key.into_bytes(), end, revision, false).await?;
-        let revoked = documents.first().is_some_and(|document| {
-            serde_json::from_slice::<Status>(document.value())
-                .is_ok_and(|document| document.status == TaskStatus::Revoked)
-        });
-        if revoked {
+        let (claims, _) = range(inner, claim.into_bytes(), end, revision, true).await?;
+        if claims
+            .first()
+            .is_some_and(|claim| claim.create_revision() < signal.mod_revision())
+        {
             cancelled.push(task_id.to_owned());
         }
     }
@@ -702,8 +696,8 @@ impl Driver {
     }
 
     /// Re-reads the routes' messages and the claims, sends a snapshot, and watches from there. The live cancellation
-    /// signals of tasks still REVOKED are sent again after the snapshot: the watch events that told of them may be
-    /// among those missed, and a step of a cancelled task may run here.
+    /// signals of runs claimed before them are sent again after the snapshot: the watch events that told of them may
+    /// be among those missed, and such a run may be here.
     async fn resync(&mut self) {
         let mut delay = Duration::from_millis(100);
         let inner = Arc::clone(&self.shared.inner);
