@@ -176,13 +176,11 @@ pub(crate) async fn list(inner: &Inner, query: &TaskQuery) -> Result<TaskPage, F
     Ok(TaskPage { total, items })
 }
 
-/// One pass of the retention cleaner: deletes tasks that ended more than `retention` ago (at most `max` of them), from
-/// the oldest, going past those it must keep (a callback still to run, an unreadable document). Returns how many were
-/// deleted.
+/// One pass of the retention cleaner: deletes every task that ended more than `retention` ago, from the oldest, going
+/// past those it must keep (a callback still to run, an unreadable document). Returns how many were deleted.
 pub(crate) async fn clean_expired(
     inner: &Inner,
     retention: std::time::Duration,
-    max: usize,
 ) -> Result<usize, Fail> {
     let Ok(retention) = chrono::Duration::from_std(retention) else {
         return Ok(0);
@@ -192,9 +190,6 @@ pub(crate) async fn clean_expired(
     let (entries, _) = range(inner, start.into_bytes(), end.into_bytes(), 0, true).await?;
     let mut deleted = 0;
     for entry in &entries {
-        if deleted == max {
-            break;
-        }
         if let Ok(entry) = entry.key_str()
             && clean_entry(inner, entry, cutoff).await?
         {

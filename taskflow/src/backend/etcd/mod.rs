@@ -296,7 +296,7 @@ impl EtcdBackend {
     /// expired tasks were deleted.
     pub async fn purge_expired(&self) -> Result<usize, BackendError> {
         match self.inner.config.retention {
-            Some(retention) => Ok(listing::clean_expired(&self.inner, retention, 1000).await?),
+            Some(retention) => Ok(listing::clean_expired(&self.inner, retention).await?),
             None => Ok(0),
         }
     }

@@ -822,15 +822,8 @@ async fn retention(shared: Arc<Shared>, every: Duration) {
         if !leader {
             continue;
         }
-        loop {
-            match listing::clean_expired(inner, retention, 256).await {
-                Ok(256) => continue,
-                Ok(_) => break,
-                Err(fail) => {
-                    tracing::debug!(error = %fail, "retention pass failed");
-                    break;
-                }
-            }
+        if let Err(fail) = listing::clean_expired(inner, retention).await {
+            tracing::debug!(error = %fail, "retention pass failed");
         }
     }
 }
