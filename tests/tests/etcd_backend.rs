@@ -109,6 +109,7 @@ async fn create_get_and_guards() {
         claim: None,
         release_claim: false,
         cancel: false,
+        use_reserve: false,
     };
     assert_eq!(
         backend
@@ -189,6 +190,7 @@ async fn feed_claims_fencing_and_cancel() {
         claim: Some(token),
         release_claim: release,
         cancel: false,
+        use_reserve: false,
     };
     // A wrong fence is rejected.
     let wrong = ClaimToken {
@@ -262,6 +264,7 @@ async fn feed_claims_fencing_and_cancel() {
         claim: None,
         release_claim: false,
         cancel: true,
+        use_reserve: false,
     };
     assert!(matches!(
         backend.commit(&cancel).await.unwrap(),
@@ -387,6 +390,7 @@ async fn lost_lease_is_reported_and_the_session_recovers() {
         claim: Some(&claimed.token),
         release_claim: true,
         cancel: false,
+        use_reserve: false,
     };
     assert_eq!(
         backend.commit(&late).await.unwrap(),
@@ -497,6 +501,7 @@ async fn listing_and_wait_change() {
         claim: None,
         release_claim: false,
         cancel: false,
+        use_reserve: false,
     };
     let Commit::Applied { revision } = backend.commit(&transition).await.unwrap() else {
         panic!("rejected")
@@ -765,6 +770,7 @@ async fn requeue(backend: &EtcdBackend, task: &Task) -> Result<(), BackendError>
         claim: None,
         release_claim: false,
         cancel: false,
+        use_reserve: false,
     };
     match backend.commit(&retry).await? {
         Commit::Applied { .. } => Ok(()),
@@ -785,6 +791,7 @@ async fn revoke(backend: &EtcdBackend, task_id: &str) -> Result<(), BackendError
         claim: None,
         release_claim: false,
         cancel: true,
+        use_reserve: false,
     };
     match backend.commit(&cancel).await? {
         Commit::Applied { .. } => Ok(()),

@@ -1,12 +1,16 @@
 //! etcd's request limit reached by a step's result or a callback's: it fails with a clear message, nothing is lost.
 #![cfg(feature = "etcd")]
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use taskflow::backend::etcd::etcd_client;
 use taskflow::{
-    CallbackError, CallbackResult, Step, StepOptions, StepStatus, Task, TaskInfo, TaskOptions,
-    TaskStatus, callback_fn, step_fn,
+    CallbackError, CallbackResult, Engine, Error, Step, StepOptions, StepStatus, Task, TaskInfo,
+    TaskOptions, TaskStatus, callback_fn, step_fn,
 };
+use taskflow_tests::etcd::backend_with;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_step_result_fails_the_step_and_the_chain_goes_on() {
@@ -142,6 +146,116 @@ async fn the_listing_summary_counts_towards_the_size_limit() {
             .contains("more than the backend accepts"),
         "{}",
         done.steps[0].message
+    );
+    worker.shutdown().await;
+}
+
+/// Tasks of every size up to the limit settle, and their step runs at most once: a write that does not fit is replaced
+/// by the failure it caused, which fits because ordinary writes keep room free for it (here: tasks padded to sizes on
+/// both sides of that room).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_near_the_size_limit_settle_and_run_at_most_once() {
+    let (_server, backend) = backend_with(|c| c.max_document_bytes(40_000)).await;
+    let runs: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let counted = runs.clone();
+    let count = step_fn("count", move |ctx| {
+        let counted = counted.clone();
+        async move {
+            *counted
+                .lock()
+                .unwrap()
+                .entry(ctx.task_id().to_owned())
+                .or_default() += 1;
+            Ok(())
+        }
+    });
+    let engine = Engine::builder()
+        .backend(backend)
+        .without_inventory()
+        .step(count)
+        .build()
+        .unwrap();
+    let worker = engine.worker().start().await.unwrap();
+    let mut dispatched = Vec::new();
+    for pad in (20_000..40_000).step_by(250) {
+        let info = TaskInfo {
+            task_name: "padded".into(),
+            ..Default::default()
+        };
+        let mut task = Task::new(info, TaskOptions::default()).with_step(Step::new(
+            "a",
+            "count",
+            StepOptions::default(),
+        ));
+        task.set_common_param("pad", "x".repeat(pad));
+        match engine.dispatch(task).await {
+            Ok(id) => dispatched.push(id),
+            Err(Error::TooLarge { .. }) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(dispatched.len() > 4, "some tasks fit: {}", dispatched.len());
+    for id in &dispatched {
+        let done = engine
+            .wait_timeout(id, Duration::from_secs(30))
+            .await
+            .expect("the task settles");
+        assert!(done.is_terminal());
+        let runs = runs.lock().unwrap().get(id).copied().unwrap_or(0);
+        assert!(runs <= 1, "the step of a task ran {runs} times");
+    }
+    worker.shutdown().await;
+}
+
+/// A corrupt document too large to keep whole in the failed task's message fails its task once, with an excerpt (the
+/// whole goes to the log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_corrupt_document_fails_its_task_with_an_excerpt() {
+    let (_server, backend) = backend_with(|c| c).await;
+    let doc_key = backend.keys().task("placeholder");
+    let mut client = backend.client();
+    let engine = Engine::builder()
+        .backend(backend)
+        .without_inventory()
+        .step(step_fn("ok", |_ctx| async { Ok(()) }))
+        .build()
+        .unwrap();
+    let info = TaskInfo {
+        task_name: "corrupt".into(),
+        ..Default::default()
+    };
+    let task = Task::new(info, TaskOptions::default()).with_step(Step::new(
+        "a",
+        "ok",
+        StepOptions::default(),
+    ));
+    let id = engine.dispatch(task).await.unwrap();
+    let doc_key = doc_key.replace("placeholder", &id);
+    // 800 kB of quotes: twice that once escaped into a message.
+    let put = client
+        .put(doc_key.clone(), "\"".repeat(800_000), None)
+        .await
+        .unwrap();
+    let options =
+        etcd_client::WatchOptions::new().with_start_revision(put.header().unwrap().revision() + 1);
+    let mut changes = client.watch(doc_key, Some(options)).await.unwrap();
+    let worker = engine.worker().start().await.unwrap();
+    let change = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let response = changes.message().await.unwrap().expect("the watch goes on");
+            if let Some(event) = response.events().first() {
+                break event.kv().expect("a put").value().to_vec();
+            }
+        }
+    })
+    .await
+    .expect("the corrupt task is failed");
+    let failed: Task = serde_json::from_slice(&change).unwrap();
+    assert_eq!(failed.status, TaskStatus::Failure);
+    assert!(
+        failed.message.contains("its first 4096 of 800000 bytes"),
+        "{}",
+        &failed.message[..200]
     );
     worker.shutdown().await;
 }

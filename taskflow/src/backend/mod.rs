@@ -257,6 +257,9 @@ pub struct Transition<'a> {
     pub release_claim: bool,
     /// Tell the worker running this task to stop its step (cancel, timeout).
     pub cancel: bool,
+    /// The write may use the room a size-limited backend keeps free in every other write of a task: set for a
+    /// cancellation and for the failure the engine records in place of a write that did not fit, so that they fit.
+    pub use_reserve: bool,
 }
 
 /// The result of a commit.

@@ -235,6 +235,8 @@ impl Engine {
                 claim: None,
                 release_claim: false,
                 cancel,
+                // A cancel must fit even into a task at the size limit.
+                use_reserve: cancel,
             };
             if let Commit::Applied { .. } = self.inner.backend.commit(&transition).await? {
                 tracing::info!(task_id, action, "task updated");

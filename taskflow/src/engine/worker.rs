@@ -895,6 +895,7 @@ impl Driver {
                 claim: Some(&self.token),
                 release_claim: release,
                 cancel,
+                use_reserve: replaced,
             };
             let result = commit_with_retry(&self.shared, &transition).await;
             drop(transition);
@@ -1092,42 +1093,72 @@ async fn retry_commit(
     Err(BackendError::Unavailable(reason))
 }
 
-/// A stored document that does not parse: fail the task with a message that keeps the raw document.
+/// A stored document that does not parse: fail the task with a message that keeps the raw document (an excerpt when
+/// the whole does not fit, the whole then going to the log).
 async fn fail_corrupt(
     shared: &Shared,
     message: &Message,
     token: &ClaimToken,
     corrupt: CorruptTask,
 ) {
+    /// How much of a corrupt document a failed task keeps when the whole of it does not fit.
+    const EXCERPT: usize = 4096;
     tracing::error!(task_id = %message.task_id, error = %corrupt.error, "corrupt task document");
     let now = Utc::now();
-    let mut task = Task::new(
-        TaskInfo {
-            task_name: "<corrupt document>".to_owned(),
-            ..TaskInfo::default()
-        },
-        TaskOptions::default(),
-    );
-    task.task_id = message.task_id.clone();
-    task.status = TaskStatus::Failure;
-    task.message = format!(
-        "task document is corrupt: {}; raw document: {}",
-        corrupt.error, corrupt.raw
-    );
-    task.end = Some(now);
-    let transition = Transition {
-        previous: Some(message),
-        task: Arc::new(task),
-        expected_revision: corrupt.revision,
-        claim: Some(token),
-        release_claim: true,
-        cancel: false,
-    };
-    if !matches!(
-        commit_with_retry(shared, &transition).await,
-        Ok(Commit::Applied { .. })
-    ) {
-        let _ = shared.session.release(token).await;
+    let mut raw = corrupt.raw.as_str();
+    loop {
+        let mut task = Task::new(
+            TaskInfo {
+                task_name: "<corrupt document>".to_owned(),
+                ..TaskInfo::default()
+            },
+            TaskOptions::default(),
+        );
+        task.task_id = message.task_id.clone();
+        task.status = TaskStatus::Failure;
+        task.message = if raw.len() == corrupt.raw.len() {
+            format!(
+                "task document is corrupt: {}; raw document: {raw}",
+                corrupt.error
+            )
+        } else {
+            format!(
+                "task document is corrupt: {}; raw document (its first {} of {} bytes; the whole of it is in the \
+                 worker's log): {raw}",
+                corrupt.error,
+                raw.len(),
+                corrupt.raw.len()
+            )
+        };
+        task.end = Some(now);
+        let transition = Transition {
+            previous: Some(message),
+            task: Arc::new(task),
+            expected_revision: corrupt.revision,
+            claim: Some(token),
+            release_claim: true,
+            cancel: false,
+            use_reserve: true,
+        };
+        match commit_with_retry(shared, &transition).await {
+            Ok(Commit::Applied { .. }) => {
+                let metrics = &shared.engine.inner.metrics;
+                metrics.count_settled(false, &transition.task);
+                return;
+            }
+            Err(BackendError::TooLarge { .. }) if raw.len() > EXCERPT => {
+                tracing::error!(
+                    task_id = %message.task_id,
+                    raw = %corrupt.raw,
+                    "the corrupt document does not fit into the failed task's message; it is kept here"
+                );
+                raw = &raw[..raw.floor_char_boundary(EXCERPT)];
+            }
+            _ => {
+                let _ = shared.session.release(token).await;
+                return;
+            }
+        }
     }
 }
 

@@ -150,7 +150,8 @@ impl EtcdConfig {
     }
 
     /// The largest write of a task accepted: its document, its listing summary (compared, then written) and its message
-    /// together (default 1.5 MiB less 64 KiB, for etcd's default `--max-request-bytes`).
+    /// together (default 1.5 MiB less 64 KiB, for etcd's default `--max-request-bytes`). Dispatches and steps' results
+    /// leave 16 KiB of it free, for cancellations and for the failures recorded in place of a write that did not fit.
     pub fn max_document_bytes(mut self, bytes: usize) -> Self {
         self.max_document_bytes = bytes;
         self

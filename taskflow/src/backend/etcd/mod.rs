@@ -161,6 +161,10 @@ pub(crate) async fn timed<T>(
     }
 }
 
+/// The room every write of a task leaves free for the writes that may use it (see [`Transition::use_reserve`]): a
+/// failure recorded in place of a write that did not fit adds less than this to the last stored document.
+const SIZE_RESERVE: usize = 16 * 1024;
+
 /// Reads every key in `[start, end)` at one revision (`0` = the latest), page by page. Returns the revision read.
 pub(crate) async fn range(
     inner: &Inner,
@@ -301,9 +305,15 @@ impl EtcdBackend {
         }
     }
 
-    /// Refuses a write of a task whose values (document, listing summary, message) add up to more than the limit.
-    fn check_size(&self, bytes: usize) -> Result<(), BackendError> {
+    /// Refuses a write of a task whose values (document, listing summary, message) add up to more than the limit, less
+    /// the reserve unless the write may use it (see [`Transition::use_reserve`]).
+    fn check_size(&self, bytes: usize, use_reserve: bool) -> Result<(), BackendError> {
         let limit = self.inner.config.max_document_bytes;
+        let limit = if use_reserve {
+            limit
+        } else {
+            limit.saturating_sub(SIZE_RESERVE)
+        };
         if bytes > limit {
             return Err(BackendError::TooLarge { size: bytes, limit });
         }
@@ -369,7 +379,7 @@ impl Backend for EtcdBackend {
                 None,
             ));
         }
-        self.check_size(bytes)?;
+        self.check_size(bytes, false)?;
         let count = ops.len() + summary_ops;
         let txn = Txn::new()
             .when([Compare::create_revision(doc_key, CompareOp::Equal, 0)])
@@ -454,7 +464,7 @@ impl Backend for EtcdBackend {
             let (summary, summary_ops, summary_bytes) = listing::summary_op(inner, &t.task);
             ops.push(summary);
             bytes += summary_bytes;
-            self.check_size(bytes)?;
+            self.check_size(bytes, t.use_reserve)?;
             if let (true, Some(_)) = (t.release_claim, &t.claim) {
                 ops.push(TxnOp::delete(keys.claim(&task_id), None));
             }
