@@ -1152,7 +1152,8 @@ async fn fail_corrupt(
                     raw = %corrupt.raw,
                     "the corrupt document does not fit into the failed task's message; it is kept here"
                 );
-                raw = &raw[..raw.floor_char_boundary(EXCERPT)];
+                let cut = (0..=EXCERPT).rev().find(|&at| raw.is_char_boundary(at));
+                raw = &raw[..cut.unwrap_or(0)];
             }
             _ => {
                 let _ = shared.session.release(token).await;
