@@ -81,7 +81,7 @@ fn validate(fn_item: FnItem) -> syn::Result<Step> {
             errors.at(input, "a step cannot take `self`: use a free `async fn`");
             continue;
         };
-        match &*input.ty {
+        match ungrouped(&input.ty) {
             Type::Reference(reference) if position == 0 && reference.mutability.is_none() => {
                 context = Some((*reference.elem).clone());
                 continue;
@@ -160,7 +160,7 @@ fn validate(fn_item: FnItem) -> syn::Result<Step> {
 
 /// Whether a type is spelled `Option<T>` (such an argument may be left out of a flow).
 fn is_option(ty: &Type) -> bool {
-    let Type::Path(path) = ty else {
+    let Type::Path(path) = ungrouped(ty) else {
         return false;
     };
     let Some(last) = path.path.segments.last() else {
@@ -172,6 +172,15 @@ fn is_option(ty: &Type) -> bool {
     last.ident == "Option"
         && args.args.len() == 1
         && matches!(args.args[0], GenericArgument::Type(_))
+}
+
+/// The type inside invisible groups (a `$t:ty` of a user's `macro_rules!`) and parentheses.
+fn ungrouped(ty: &Type) -> &Type {
+    match ty {
+        Type::Group(group) => ungrouped(&group.elem),
+        Type::Paren(paren) => ungrouped(&paren.elem),
+        other => other,
+    }
 }
 
 /// The generation pass.

@@ -15,6 +15,9 @@ const TASK_FIELDS: &[&str] = &[
     "payload",
 ];
 
+/// Fields of each `steps.<name>` entry of the renderer's context.
+const STEP_FIELDS: &[&str] = &["output", "status", "message"];
+
 /// What the template of one step's param may read.
 pub(crate) struct Scope<'a> {
     /// Names of the steps before this one.
@@ -74,6 +77,9 @@ pub(crate) fn check(lit: &LitStr, scope: &Scope<'_>, errors: &mut Errors) {
                     errors.at(lit, format!("template reads `steps.{step}`, but step `{step}` does not run before this one"));
                 } else if !scope.earlier.iter().any(|s| s == step) {
                     errors.at(lit, format!("template reads `steps.{step}`, but this flow has no step `{step}`"));
+                } else if let Some(field) = parts.next().filter(|field| !STEP_FIELDS.contains(field)) {
+                    let fields = STEP_FIELDS.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ");
+                    errors.at(lit, format!("template reads `steps.{step}.{field}`, which does not exist; a step has {fields}"));
                 }
             }
             _ => errors.at(

@@ -26,23 +26,34 @@ pub fn driver_panics() -> usize {
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// Decodes a rendered param into a step argument: as a plain string first (so `String` params stay verbatim), then as
-/// JSON (numbers, bools, objects, ...). The error names the step and the param.
-pub fn from_param<T: DeserializeOwned>(
+/// JSON (numbers, bools, objects, ...); a `serde_json::Value` argument (or an `Option` of one) takes the param as JSON
+/// when it parses, else as a string. The error names the step and the param.
+pub fn from_param<T: DeserializeOwned + 'static>(
     step: &str,
     key: &str,
     raw: Option<&str>,
 ) -> Result<T, StepError> {
+    use std::any::TypeId;
     let Some(raw) = raw else {
         return serde_json::from_value(serde_json::Value::Null)
             .map_err(|_| StepError::fatal(format!("step `{step}`: param `{key}` is missing")));
     };
-    serde_json::from_value(serde_json::Value::String(raw.to_owned()))
-        .or_else(|_| serde_json::from_str(raw))
-        .map_err(|e| {
-            StepError::fatal(format!(
-                "step `{step}`: param `{key}` = {raw:?} does not decode: {e}"
-            ))
-        })
+    let as_string = || serde_json::from_value(serde_json::Value::String(raw.to_owned()));
+    let json_first = [
+        TypeId::of::<serde_json::Value>(),
+        TypeId::of::<Option<serde_json::Value>>(),
+    ]
+    .contains(&TypeId::of::<T>());
+    let decoded = if json_first {
+        serde_json::from_str(raw).or_else(|_| as_string())
+    } else {
+        as_string().or_else(|_| serde_json::from_str(raw))
+    };
+    decoded.map_err(|e| {
+        StepError::fatal(format!(
+            "step `{step}`: param `{key}` = {raw:?} does not decode: {e}"
+        ))
+    })
 }
 
 /// Encodes a step's return value as its output.
@@ -209,7 +220,7 @@ pub const fn missing_arg(args: &[ArgInfo], given: &[u64]) -> Option<&'static str
     message = "`{Self}` cannot be a step argument",
     label = "cannot be decoded from a param",
     note = "a step argument is decoded from its param (a string, else JSON): its type must implement \
-            `serde::de::DeserializeOwned + Send`"
+            `serde::de::DeserializeOwned + Send + 'static`"
 )]
 pub trait StepParam: Sized {
     /// Decodes the param `key` of step `step`.
@@ -217,7 +228,7 @@ pub trait StepParam: Sized {
 }
 
 #[diagnostic::do_not_recommend]
-impl<T: DeserializeOwned + Send> StepParam for T {
+impl<T: DeserializeOwned + Send + 'static> StepParam for T {
     fn decode(step: &str, key: &str, raw: Option<&str>) -> Result<Self, StepError> {
         from_param(step, key, raw)
     }
@@ -312,6 +323,32 @@ mod tests {
         assert!(!err.is_retryable());
         let missing = from_param::<i64>("sum", "sumB", None).unwrap_err();
         assert_eq!(missing.message(), "step `sum`: param `sumB` is missing");
+    }
+
+    #[test]
+    fn json_value_params_decode_as_json_then_strings() {
+        use serde_json::{Value, json};
+        assert_eq!(from_param::<Value>("s", "k", Some("5")).unwrap(), json!(5));
+        assert_eq!(
+            from_param::<Value>("s", "k", Some("true")).unwrap(),
+            json!(true)
+        );
+        assert_eq!(
+            from_param::<Value>("s", "k", Some("{\"a\":1}")).unwrap(),
+            json!({"a": 1})
+        );
+        assert_eq!(
+            from_param::<Value>("s", "k", Some("text")).unwrap(),
+            json!("text")
+        );
+        assert_eq!(
+            from_param::<Option<Value>>("s", "k", Some("2.5")).unwrap(),
+            Some(json!(2.5))
+        );
+        assert_eq!(
+            from_param::<String>("s", "k", Some("\"quoted\"")).unwrap(),
+            "\"quoted\""
+        );
     }
 
     #[test]

@@ -128,15 +128,17 @@ impl<'a> TaskBuilder<'a> {
         self
     }
 
-    /// Pins every step without its own routing to a worker node.
+    /// Pins every step without its own routing to a worker node (instead of the flow's node or queue).
     pub fn node(mut self, node: impl Into<String>) -> Self {
         self.options.node = Some(node.into());
+        self.options.queue = None;
         self
     }
 
-    /// Sends every step without its own routing to a queue.
+    /// Sends every step without its own routing to a queue (instead of the flow's node or queue).
     pub fn queue(mut self, queue: impl Into<String>) -> Self {
         self.options.queue = Some(queue.into());
+        self.options.node = None;
         self
     }
 

@@ -207,8 +207,12 @@ fn check_flow(def: FlowDef, errors: &mut Errors) -> Flow {
 fn check_args(defs: Vec<ArgDef>, scope: &Scope<'_>, errors: &mut Errors) -> Vec<FlowArg> {
     let mut args: Vec<FlowArg> = Vec::new();
     for arg in defs {
-        if args.iter().any(|seen| seen.ident == arg.name) {
-            errors.at(&arg.name, format!("duplicate argument `{}`", arg.name));
+        let id = arg_id(&unraw(&arg.name));
+        if args.iter().any(|seen| seen.id == id) {
+            errors.at(
+                &arg.name,
+                format!("duplicate argument `{}`", unraw(&arg.name)),
+            );
             continue;
         }
         let Some(value) = literal(&arg.value, errors) else {
@@ -218,7 +222,7 @@ fn check_args(defs: Vec<ArgDef>, scope: &Scope<'_>, errors: &mut Errors) -> Vec<
             template::check(lit, scope, errors);
         }
         args.push(FlowArg {
-            id: arg_id(&unraw(&arg.name)),
+            id,
             ident: arg.name,
             value,
         });

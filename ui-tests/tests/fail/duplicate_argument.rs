@@ -11,4 +11,10 @@ task_flow! {
     }
 }
 
+task_flow! {
+    flow Raw {
+        steps { sum(sum_a = 1, r#sum_a = 2) }
+    }
+}
+
 fn main() {}
