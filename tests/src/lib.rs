@@ -7,6 +7,8 @@
 use std::sync::Arc;
 use taskflow::Backend;
 
+pub mod hooks;
+
 /// A private etcd server and backends on it (feature `etcd`).
 #[cfg(feature = "etcd")]
 pub mod etcd;

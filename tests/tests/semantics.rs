@@ -8,6 +8,7 @@ use taskflow::{
     Backoff, CallbackError, CallbackResult, Engine, RetryRequest, Step, StepError, StepOptions,
     StepStatus, Task, TaskInfo, TaskOptions, TaskQuery, TaskStatus, callback_fn, step_fn,
 };
+use taskflow_tests::hooks::{Hooked, Hooks};
 use taskflow_tests::{TestBackend, backend_tests};
 use tokio::sync::mpsc;
 
@@ -1475,75 +1476,17 @@ async fn a_worker_cannot_list_unknown_executors(b: TestBackend) {
     );
 }
 
-/// Delays the commit that ends step `a` and starts step `b` (as a slow or retried etcd transaction would).
-struct SlowCommit(Arc<dyn taskflow::Backend>);
-
-#[taskflow::async_trait]
-impl taskflow::Backend for SlowCommit {
-    fn name(&self) -> &'static str {
-        "slow-commit"
-    }
-    async fn create(&self, task: &Arc<Task>) -> Result<u64, taskflow::BackendError> {
-        self.0.create(task).await
-    }
-    async fn get(
-        &self,
-        id: &str,
-    ) -> Result<Option<taskflow::backend::Stored<Task>>, taskflow::BackendError> {
-        self.0.get(id).await
-    }
-    async fn list(
-        &self,
-        query: &TaskQuery,
-    ) -> Result<taskflow::backend::TaskPage, taskflow::BackendError> {
-        self.0.list(query).await
-    }
-    async fn commit(
-        &self,
-        t: &taskflow::backend::Transition<'_>,
-    ) -> Result<taskflow::backend::Commit, taskflow::BackendError> {
-        if t.task.steps[0].status == StepStatus::Success
-            && t.task.steps[1].status == StepStatus::Running
-        {
-            tokio::time::sleep(Duration::from_millis(1500)).await;
-        }
-        self.0.commit(t).await
-    }
-    async fn wait_change(
-        &self,
-        id: &str,
-        after: u64,
-    ) -> Result<Option<taskflow::backend::Stored<Task>>, taskflow::BackendError> {
-        self.0.wait_change(id, after).await
-    }
-    async fn wait_settled(
-        &self,
-        id: &str,
-    ) -> Result<Option<taskflow::backend::Stored<Arc<Task>>>, taskflow::BackendError> {
-        self.0.wait_settled(id).await
-    }
-    async fn workers(&self) -> Result<Vec<taskflow::backend::WorkerSpec>, taskflow::BackendError> {
-        self.0.workers().await
-    }
-    async fn open_session(
-        &self,
-        spec: taskflow::backend::WorkerSpec,
-    ) -> Result<
-        (
-            Arc<dyn taskflow::backend::Session>,
-            mpsc::UnboundedReceiver<taskflow::backend::FeedEvent>,
-        ),
-        taskflow::BackendError,
-    > {
-        self.0.open_session(spec).await
-    }
-}
-
 /// A step started by the commit that ended the previous one does not run if the task deadline passed meanwhile.
 async fn a_deadline_passed_during_a_commit_stops_the_chain(b: TestBackend) {
     let calls = Calls::default();
+    // The commit that ends step `a` and starts step `b` is slow, as a slow or retried etcd transaction would be.
+    let hooks = Hooks {
+        chain_delay: Some(Duration::from_millis(1500)),
+        ..Hooks::default()
+    };
+    let (slow_chain, _hooks) = Hooked::wrap(&b.backend, hooks);
     let engine = Engine::builder()
-        .shared_backend(Arc::new(SlowCommit(Arc::clone(&b.backend))))
+        .shared_backend(slow_chain)
         .without_inventory()
         .step(step_fn("noop", |_ctx| async { Ok(()) }))
         .step(recorder("late", &calls));

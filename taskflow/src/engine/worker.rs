@@ -24,6 +24,7 @@ use futures::FutureExt;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -135,6 +136,8 @@ impl WorkerBuilder {
             running: Mutex::default(),
             next_driver: std::sync::atomic::AtomicU64::new(0),
             driver_ended: tokio::sync::Notify::new(),
+            active: AtomicUsize::new(0),
+            losses: AtomicUsize::new(0),
             stopping: CancellationToken::new(),
             abort: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -169,9 +172,9 @@ impl Worker {
         &self.shared.spec
     }
 
-    /// How many tasks this worker drives now (running a step or a callback, or committing).
+    /// How many tasks this worker drives now (claiming, running a step or a callback, or committing).
     pub fn running(&self) -> usize {
-        self.shared.running().len()
+        self.shared.active.load(Ordering::Acquire)
     }
 
     /// Completes when this worker drives no task (e.g. after a cancel, once the step was dropped).
@@ -225,6 +228,10 @@ struct Shared {
     next_driver: std::sync::atomic::AtomicU64,
     /// Notified whenever a driver ends (for [`Worker::idle`]).
     driver_ended: tokio::sync::Notify,
+    /// How many messages are being claimed or driven here (for [`Worker::running`]).
+    active: AtomicUsize,
+    /// How many times the session lost its lease (every claim taken before is void).
+    losses: AtomicUsize,
     /// Set by shutdown: claim nothing more, continue no chain.
     stopping: CancellationToken,
     /// Set when the grace period is over: drop running steps.
@@ -429,6 +436,7 @@ fn apply(shared: &Shared, pending: &mut Pending, event: FeedEvent) {
         }
         FeedEvent::Lost(reason) => {
             tracing::error!(worker = %shared.spec.worker_id, reason, "session lost: stopping every running step");
+            shared.losses.fetch_add(1, Ordering::AcqRel);
             for (_, token) in shared.running().values() {
                 token.cancel();
             }
@@ -462,8 +470,27 @@ fn launch(shared: &Arc<Shared>, message: Message, permit: OwnedSemaphorePermit) 
     });
 }
 
+/// Counts a message being claimed or driven (see [`Worker::running`]) while it lives.
+struct Active<'a>(&'a Shared);
+
+impl<'a> Active<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        shared.active.fetch_add(1, Ordering::AcqRel);
+        Self(shared)
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+        self.0.driver_ended.notify_waiters();
+    }
+}
+
 /// Claims a message and drives its task.
 async fn claim_and_drive(shared: &Arc<Shared>, message: Message) {
+    let _active = Active::new(shared);
+    let losses = shared.losses.load(Ordering::Acquire);
     let claimed = match shared.session.claim(&message).await {
         Ok(Some(claimed)) => claimed,
         Ok(None) => return,
@@ -476,8 +503,8 @@ async fn claim_and_drive(shared: &Arc<Shared>, message: Message) {
     // Every user code path is panic-guarded; should the engine itself panic, give the claim back rather than hold
     // it until the session ends.
     let token = claimed.token.clone();
-    let driven =
-        AssertUnwindSafe(Driver::start(Arc::clone(shared), message, claimed)).catch_unwind();
+    let driven = AssertUnwindSafe(Driver::start(Arc::clone(shared), message, claimed, losses))
+        .catch_unwind();
     if let Err(panic) = driven.await {
         tracing::error!(panic = %panic_message(&panic), "worker bug: a task driver panicked; releasing its claim");
         DRIVER_PANICS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -517,6 +544,8 @@ struct Driver {
     metrics: Option<Arc<StepMetrics>>,
     /// This driver's id (its entry in `Shared::running`).
     id: u64,
+    /// `Shared::losses` when the task was claimed.
+    losses: usize,
     /// Cancelled when the task is cancelled or the session is lost. Each attempt has its own child token (made when
     /// the step asks for it, see `StepContext`), which the driver cancels when it drops the attempt and which user
     /// code may cancel without touching later attempts.
@@ -524,7 +553,8 @@ struct Driver {
 }
 
 impl Driver {
-    async fn start(shared: Arc<Shared>, message: Message, claimed: Claimed) {
+    /// Drives a claimed message; `losses` is `Shared::losses` from before the claim.
+    async fn start(shared: Arc<Shared>, message: Message, claimed: Claimed, losses: usize) {
         let stored = match claimed.task {
             Ok(stored) => stored,
             Err(corrupt) => return fail_corrupt(&shared, &message, &claimed.token, corrupt).await,
@@ -537,6 +567,10 @@ impl Driver {
         shared
             .running()
             .insert(message.task_id.clone(), (id, cancel.clone()));
+        // The session lost its lease during the claim: the claim is void.
+        if shared.losses.load(Ordering::Acquire) != losses {
+            cancel.cancel();
+        }
         let spare = shared.take_spare();
         let mut driver = Driver {
             shared,
@@ -550,6 +584,7 @@ impl Driver {
             started: None,
             metrics: None,
             id,
+            losses,
             cancel,
         };
         driver.drive().await;
@@ -590,7 +625,7 @@ impl Driver {
     /// Runs (or times out, or skips) the claimed step; returns the next message to handle here.
     async fn step(&mut self) -> Option<Message> {
         if let Some(index) = self.started.take() {
-            return if self.cancel.is_cancelled() {
+            return if self.cancel.is_cancelled() || self.shared.stopping.is_cancelled() {
                 None
             } else {
                 self.run_step(index, true).await
@@ -607,7 +642,10 @@ impl Driver {
                 self.commit_and_continue(Draft::rewritten(*task), false, now)
                     .await
             }
-            Plan::Run(_) if self.cancel.is_cancelled() => None,
+            // A shutdown that began meanwhile (during the claim or the commit that started it) starts no step here.
+            Plan::Run(_) if self.cancel.is_cancelled() || self.shared.stopping.is_cancelled() => {
+                None
+            }
             Plan::Run(index) => self.run_step(index, false).await,
         }
     }
@@ -759,6 +797,10 @@ impl Driver {
             task.is_terminal() && !task.callback_name.is_empty() && task.callback_result.is_none();
         if !pending {
             return self.commit_and_continue(task, false, Utc::now()).await;
+        }
+        // The session lost its lease since the claim: the claim is void and another worker runs the callback.
+        if self.shared.losses.load(Ordering::Acquire) != self.losses {
+            return None;
         }
         let callback = self
             .shared

@@ -1,0 +1,140 @@
+//! A worker's lifecycle against what races it: a shutdown that begins while a claim or a chaining commit is in
+//! flight, `idle()` during a claim, and task deadlines of steps no live worker serves. On every backend.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use taskflow::{Step, StepOptions, Task, TaskInfo, TaskOptions, TaskStatus, step_fn};
+use taskflow_tests::hooks::{Hooked, Hooks};
+use taskflow_tests::{TestBackend, backend_tests};
+
+backend_tests!(
+    no_step_starts_once_shutdown_began_during_its_claim,
+    no_chain_continues_once_shutdown_began_during_its_commit,
+    idle_waits_for_a_claim_in_flight,
+);
+
+fn task(options: TaskOptions, steps: impl IntoIterator<Item = Step>) -> Task {
+    let info = TaskInfo {
+        task_name: "lifecycle".into(),
+        task_type: "test".into(),
+        ..Default::default()
+    };
+    let mut task = Task::new(info, options);
+    for step in steps {
+        task.add_step(step);
+    }
+    task
+}
+
+/// A step that counts its runs.
+fn counted(executor: &str, runs: &Arc<AtomicUsize>) -> taskflow::FnStep {
+    let runs = Arc::clone(runs);
+    step_fn(executor, move |_ctx| {
+        let runs = Arc::clone(&runs);
+        async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    })
+}
+
+/// A claim in flight when shutdown begins: the claimed step does not start here (it is released for another worker).
+async fn no_step_starts_once_shutdown_began_during_its_claim(b: TestBackend) {
+    let slow_claims = Hooks {
+        claim_delay: Some(Duration::from_millis(300)),
+        ..Hooks::default()
+    };
+    let (backend, hooks) = Hooked::wrap(&b.backend, slow_claims);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let engine = taskflow::Engine::builder()
+        .shared_backend(backend)
+        .without_inventory()
+        .step(counted("count", &runs))
+        .build()
+        .unwrap();
+    let worker = engine.worker().start().await.unwrap();
+    let step = Step::new("a", "count", StepOptions::default());
+    let id = engine
+        .dispatch(task(TaskOptions::default(), [step]))
+        .await
+        .unwrap();
+    hooks.claiming.notified().await;
+    worker.shutdown_within(Duration::from_secs(5)).await;
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        0,
+        "the step started after shutdown began"
+    );
+    assert!(!engine.get(&id).await.unwrap().is_terminal());
+}
+
+/// The commit that ends step `a` and starts step `b` under the same claim is in flight when shutdown begins: `b` does
+/// not run here.
+async fn no_chain_continues_once_shutdown_began_during_its_commit(b: TestBackend) {
+    let slow_chain = Hooks {
+        chain_delay: Some(Duration::from_millis(300)),
+        ..Hooks::default()
+    };
+    let (backend, hooks) = Hooked::wrap(&b.backend, slow_chain);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let engine = taskflow::Engine::builder()
+        .shared_backend(backend)
+        .without_inventory()
+        .step(step_fn("noop", |_ctx| async { Ok(()) }))
+        .step(counted("count", &runs))
+        .build()
+        .unwrap();
+    let worker = engine.worker().start().await.unwrap();
+    let steps = [
+        Step::new("a", "noop", StepOptions::default()),
+        Step::new("b", "count", StepOptions::default()),
+    ];
+    engine
+        .dispatch(task(TaskOptions::default(), steps))
+        .await
+        .unwrap();
+    hooks.chaining.notified().await;
+    worker.shutdown_within(Duration::from_secs(5)).await;
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        0,
+        "step b ran after shutdown began"
+    );
+}
+
+/// A worker claiming a message is not idle: `idle()` returns once the claimed step has run.
+async fn idle_waits_for_a_claim_in_flight(b: TestBackend) {
+    let slow_claims = Hooks {
+        claim_delay: Some(Duration::from_millis(300)),
+        ..Hooks::default()
+    };
+    let (backend, hooks) = Hooked::wrap(&b.backend, slow_claims);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let engine = taskflow::Engine::builder()
+        .shared_backend(backend)
+        .without_inventory()
+        .step(counted("count", &runs))
+        .build()
+        .unwrap();
+    let worker = engine.worker().start().await.unwrap();
+    let step = Step::new("a", "count", StepOptions::default());
+    let id = engine
+        .dispatch(task(TaskOptions::default(), [step]))
+        .await
+        .unwrap();
+    hooks.claiming.notified().await;
+    assert_eq!(worker.running(), 1, "a claim in flight counts");
+    worker.idle().await;
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "idle() returned before the claimed step ran"
+    );
+    let done = engine
+        .wait_timeout(&id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(done.status, TaskStatus::Success);
+    worker.shutdown().await;
+}
