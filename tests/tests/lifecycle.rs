@@ -1,5 +1,5 @@
 //! A worker's lifecycle against what races it: a shutdown that begins while a claim or a chaining commit is in
-//! flight, `idle()` during a claim, and task deadlines of steps no live worker serves. On every backend.
+//! flight, `idle()` during a claim; and task deadlines of steps that no live worker serves. On every backend.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,6 +12,8 @@ backend_tests!(
     no_step_starts_once_shutdown_began_during_its_claim,
     no_chain_continues_once_shutdown_began_during_its_commit,
     idle_waits_for_a_claim_in_flight,
+    a_step_pinned_to_an_absent_node_still_times_out,
+    a_step_on_a_queue_nobody_serves_still_times_out,
 );
 
 fn task(options: TaskOptions, steps: impl IntoIterator<Item = Step>) -> Task {
@@ -137,4 +139,49 @@ async fn idle_waits_for_a_claim_in_flight(b: TestBackend) {
         .unwrap();
     assert_eq!(done.status, TaskStatus::Success);
     worker.shutdown().await;
+}
+
+/// A task whose second step waits on `route` (where no worker listens) and whose deadline is 1 s: it ends TIMEOUT,
+/// timed out by a worker that does not serve the route; the step never runs.
+async fn times_out_unserved(b: TestBackend, route: StepOptions) {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let engine = b
+        .engine()
+        .step(step_fn("noop", |_ctx| async { Ok(()) }))
+        .step(counted("count", &runs))
+        .build()
+        .unwrap();
+    let worker = engine.worker().node("here").start().await.unwrap();
+    let deadline = TaskOptions {
+        max_execution_seconds: 1,
+        ..TaskOptions::default()
+    };
+    let steps = [
+        Step::new("a", "noop", StepOptions::default()),
+        Step::new("b", "count", route),
+    ];
+    let id = engine.dispatch(task(deadline, steps)).await.unwrap();
+    let done = engine
+        .wait_timeout(&id, Duration::from_secs(30))
+        .await
+        .expect("the deadline ends the task");
+    assert_eq!(done.status, TaskStatus::Timeout, "{}", done.message);
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+    worker.shutdown().await;
+}
+
+async fn a_step_pinned_to_an_absent_node_still_times_out(b: TestBackend) {
+    let pinned = StepOptions {
+        node: Some("absent".into()),
+        ..StepOptions::default()
+    };
+    times_out_unserved(b, pinned).await;
+}
+
+async fn a_step_on_a_queue_nobody_serves_still_times_out(b: TestBackend) {
+    let queued = StepOptions {
+        queue: Some("nobody".into()),
+        ..StepOptions::default()
+    };
+    times_out_unserved(b, queued).await;
 }

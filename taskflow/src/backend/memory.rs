@@ -6,7 +6,7 @@ use super::{
 };
 use crate::FastMap;
 use crate::error::BackendError;
-use crate::model::{RouteRef, Task};
+use crate::model::Task;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use tokio::sync::{Notify, mpsc};
 
@@ -58,7 +58,7 @@ impl Entry {
         }
         if let Some(implied) = MessageRef::of(&self.doc.value) {
             let message = implied.to_message(&self.doc.value.task_id, None);
-            send(sessions, implied.route, None, FeedEvent::Upsert(message));
+            send(sessions, implied, None, FeedEvent::Upsert(message));
             self.announced = true;
         }
     }
@@ -79,7 +79,7 @@ impl Entry {
                 task_id: old.task_id.clone(),
             };
             let holder = self.claim.map(|(session, _)| session);
-            send(sessions, old_message.route, holder, event);
+            send(sessions, old_message, holder, event);
         }
     }
 }
@@ -92,14 +92,14 @@ struct SessionEntry {
     feed: mpsc::UnboundedSender<FeedEvent>,
 }
 
-/// Sends `event` to the sessions serving `route` but `skip` (the last one gets it without a copy), dropping the
-/// sessions whose feed closed.
-fn send(sessions: &mut Sessions, route: RouteRef<'_>, skip: Option<u64>, event: FeedEvent) {
+/// Sends `event` about `message` to the sessions that hear of it but `skip` (the last one gets it without a copy),
+/// dropping the sessions whose feed closed.
+fn send(sessions: &mut Sessions, message: MessageRef<'_>, skip: Option<u64>, event: FeedEvent) {
     let mut closed = Vec::new();
     let mut previous: Option<(u64, &SessionEntry)> = None;
     for (&id, session) in sessions.iter() {
         if Some(id) != skip
-            && session.spec.serves_ref(route)
+            && hears(&session.spec, message)
             && let Some((id, session)) = previous.replace((id, session))
             && session.feed.send(event.clone()).is_err()
         {
@@ -114,6 +114,12 @@ fn send(sessions: &mut Sessions, route: RouteRef<'_>, skip: Option<u64>, event: 
     for id in closed {
         sessions.remove(&id);
     }
+}
+
+/// Whether a session hears of `message`: it serves its route, or the message has a deadline (see
+/// [`MessageRef::deadline`]).
+fn hears(spec: &WorkerSpec, message: MessageRef<'_>) -> bool {
+    message.deadline.is_some() || spec.serves_ref(message.route)
 }
 
 /// Wakes whoever waits on `notify`.
@@ -329,7 +335,7 @@ impl Backend for MemoryBackend {
         for entry in state.tasks.values_mut() {
             if entry.claim.is_none()
                 && let Some(implied) = MessageRef::of(&entry.doc.value)
-                && spec.serves_ref(implied.route)
+                && hears(&spec, implied)
             {
                 snapshot.push(implied.to_message(&entry.doc.value.task_id, None));
                 entry.announced = true;

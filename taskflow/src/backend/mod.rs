@@ -147,7 +147,9 @@ pub(crate) struct MessageRef<'a> {
     /// Who may do the work.
     pub(crate) route: RouteRef<'a>,
     due: DateTime<Utc>,
-    deadline: Option<DateTime<Utc>>,
+    /// The task deadline: every session hears of a message that has one, whatever its route, so that some worker
+    /// times the task out even when none serves the route.
+    pub(crate) deadline: Option<DateTime<Utc>>,
 }
 
 impl<'a> MessageRef<'a> {

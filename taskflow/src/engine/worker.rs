@@ -282,7 +282,8 @@ struct Pending {
 }
 
 impl Pending {
-    /// Tracks a message: at its due time if this worker can run it, at the task deadline (to time it out) otherwise.
+    /// Tracks a message: at its due time if this worker serves its route and can run it, else at the task deadline (to
+    /// time the task out: messages with a deadline reach every worker).
     fn upsert(&mut self, spec: &WorkerSpec, message: Message) {
         self.upsert_after(spec, message, None);
     }
@@ -296,10 +297,7 @@ impl Pending {
         not_before: Option<DateTime<Utc>>,
     ) {
         self.remove(&message.task_id);
-        if !spec.serves(&message.route) {
-            return;
-        }
-        let wake = if spec.can_run(&message.work) {
+        let wake = if spec.serves(&message.route) && spec.can_run(&message.work) {
             Some(message.wake_at())
         } else {
             message.deadline
@@ -631,7 +629,9 @@ impl Driver {
                 self.run_step(index, true).await
             };
         }
-        let can_run = self.shared.spec.can_run(&self.message.work);
+        // A message of a route this worker does not serve is here only to time its task out at the deadline.
+        let spec = &self.shared.spec;
+        let can_run = spec.serves(&self.message.route) && spec.can_run(&self.message.work);
         let Work::Step { step: name, .. } = &self.message.work else {
             return None;
         };

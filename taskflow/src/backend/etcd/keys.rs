@@ -75,6 +75,11 @@ impl KeyLayout {
         format!("{}/msgs/{}/", self.root, route.key())
     }
 
+    /// Every message of every route.
+    pub fn all_messages(&self) -> String {
+        format!("{}/msgs/", self.root)
+    }
+
     /// The claim of the task's message.
     pub fn claim(&self, task_id: &str) -> String {
         format!("{}/claims/{task_id}", self.root)

@@ -385,11 +385,10 @@ impl View {
         }
     }
 
-    /// Reads the messages of the routes and every claim at one revision; returns it.
+    /// Reads the messages this session hears of (see [`View::hears`]) and every claim at one revision; returns it.
     async fn load(&mut self, inner: &Inner) -> Result<i64, Fail> {
         let keys = &inner.keys;
-        let claims_prefix = keys.claims();
-        let (claims, revision) = range_prefix(inner, &claims_prefix, 0, true).await?;
+        let (claims, revision) = range_prefix(inner, &keys.claims(), 0, true).await?;
         let mut loaded_claims = HashSet::new();
         let mut loaded = HashMap::new();
         for kv in &claims {
@@ -397,20 +396,27 @@ impl View {
                 loaded_claims.insert(task_id.to_owned());
             }
         }
-        let mut routes: Vec<&String> = self.routes.iter().collect();
-        routes.sort();
-        for route in routes {
-            let prefix = format!("{}/msgs/{route}/", keys.root());
-            let (messages, _) = range_prefix(inner, &prefix, revision, false).await?;
-            for kv in &messages {
-                if let Ok(message) = serde_json::from_slice::<Message>(kv.value()) {
-                    loaded.insert(message.task_id.clone(), (message, kv.mod_revision()));
-                }
+        let (messages, _) = range_prefix(inner, &keys.all_messages(), revision, false).await?;
+        for kv in &messages {
+            let Ok(FeedKey::Message { route, .. }) = kv.key_str().map(|k| keys.parse_feed(k))
+            else {
+                continue;
+            };
+            if let Ok(message) = serde_json::from_slice::<Message>(kv.value())
+                && self.hears(route, &message)
+            {
+                loaded.insert(message.task_id.clone(), (message, kv.mod_revision()));
             }
         }
         *known(&self.messages) = loaded;
         *claimed(&self.claims) = loaded_claims;
         Ok(revision)
+    }
+
+    /// Whether this session hears of a message on `route` (a route key): it serves the route, or the message has a
+    /// deadline (every session hears of those, so that some worker times the task out even when none serves it).
+    fn hears(&self, route: &str, message: &Message) -> bool {
+        message.deadline.is_some() || self.routes.contains(route)
     }
 
     fn claimable(&self) -> Vec<Message> {
@@ -452,15 +458,21 @@ impl View {
                 }
             },
             FeedKey::Message { route, task_id } => {
-                if !self.routes.contains(route) {
-                    return;
-                }
-                match event_type {
-                    EventType::Put => {
-                        let Ok(message) = serde_json::from_slice::<Message>(value) else {
+                let message = match event_type {
+                    EventType::Put => match serde_json::from_slice::<Message>(value) {
+                        Ok(message) => Some(message),
+                        Err(_) if self.routes.contains(route) => {
                             tracing::warn!(key, "ignoring a message that does not parse");
                             return;
-                        };
+                        }
+                        Err(_) => return,
+                    },
+                    EventType::Delete => None,
+                };
+                // A message this session does not hear of is as good as gone (it may have heard of an earlier one).
+                let message = message.filter(|message| self.hears(route, message));
+                match message {
+                    Some(message) => {
                         let old = known(&self.messages)
                             .insert(task_id.to_owned(), (message.clone(), kv.mod_revision()));
                         if old.is_some_and(|(old, _)| old != message) {
@@ -472,7 +484,7 @@ impl View {
                             out.push(FeedEvent::Upsert(message));
                         }
                     }
-                    EventType::Delete => {
+                    None => {
                         let removed = known(&self.messages).remove(task_id);
                         if removed.is_some() {
                             out.push(FeedEvent::Remove {
