@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use taskflow::{Step, StepOptions, Task, TaskInfo, TaskOptions, TaskStatus, step_fn};
+use taskflow::{
+    Engine, Step, StepOptions, Task, TaskInfo, TaskOptions, TaskStatus, Worker, step_fn,
+};
 use taskflow_tests::hooks::{Hooked, Hooks};
 use taskflow_tests::{TestBackend, backend_tests};
 
@@ -41,15 +43,16 @@ fn counted(executor: &str, runs: &Arc<AtomicUsize>) -> taskflow::FnStep {
     })
 }
 
-/// A claim in flight when shutdown begins: the claimed step does not start here (it is released for another worker).
-async fn no_step_starts_once_shutdown_began_during_its_claim(b: TestBackend) {
+/// An engine whose claims take 300 ms, a worker of it, and a one-step task of a counting step, dispatched; returns
+/// once the worker began to claim it, with the task id and the step's run count.
+async fn claiming_a_task(b: &TestBackend) -> (Engine, Worker, String, Arc<AtomicUsize>) {
     let slow_claims = Hooks {
         claim_delay: Some(Duration::from_millis(300)),
         ..Hooks::default()
     };
     let (backend, hooks) = Hooked::wrap(&b.backend, slow_claims);
     let runs = Arc::new(AtomicUsize::new(0));
-    let engine = taskflow::Engine::builder()
+    let engine = Engine::builder()
         .shared_backend(backend)
         .without_inventory()
         .step(counted("count", &runs))
@@ -62,6 +65,12 @@ async fn no_step_starts_once_shutdown_began_during_its_claim(b: TestBackend) {
         .await
         .unwrap();
     hooks.claiming.notified().await;
+    (engine, worker, id, runs)
+}
+
+/// A claim in flight when shutdown begins: the claimed step does not start here (it is released for another worker).
+async fn no_step_starts_once_shutdown_began_during_its_claim(b: TestBackend) {
+    let (engine, worker, id, runs) = claiming_a_task(&b).await;
     worker.shutdown_within(Duration::from_secs(5)).await;
     assert_eq!(
         runs.load(Ordering::SeqCst),
@@ -80,7 +89,7 @@ async fn no_chain_continues_once_shutdown_began_during_its_commit(b: TestBackend
     };
     let (backend, hooks) = Hooked::wrap(&b.backend, slow_chain);
     let runs = Arc::new(AtomicUsize::new(0));
-    let engine = taskflow::Engine::builder()
+    let engine = Engine::builder()
         .shared_backend(backend)
         .without_inventory()
         .step(step_fn("noop", |_ctx| async { Ok(()) }))
@@ -107,25 +116,7 @@ async fn no_chain_continues_once_shutdown_began_during_its_commit(b: TestBackend
 
 /// A worker claiming a message is not idle: `idle()` returns once the claimed step has run.
 async fn idle_waits_for_a_claim_in_flight(b: TestBackend) {
-    let slow_claims = Hooks {
-        claim_delay: Some(Duration::from_millis(300)),
-        ..Hooks::default()
-    };
-    let (backend, hooks) = Hooked::wrap(&b.backend, slow_claims);
-    let runs = Arc::new(AtomicUsize::new(0));
-    let engine = taskflow::Engine::builder()
-        .shared_backend(backend)
-        .without_inventory()
-        .step(counted("count", &runs))
-        .build()
-        .unwrap();
-    let worker = engine.worker().start().await.unwrap();
-    let step = Step::new("a", "count", StepOptions::default());
-    let id = engine
-        .dispatch(task(TaskOptions::default(), [step]))
-        .await
-        .unwrap();
-    hooks.claiming.notified().await;
+    let (engine, worker, id, runs) = claiming_a_task(&b).await;
     assert_eq!(worker.running(), 1, "a claim in flight counts");
     worker.idle().await;
     assert_eq!(
