@@ -27,7 +27,7 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T
 
 /// Decodes a rendered param into a step argument: as a plain string first (so `String` params stay verbatim), then as
 /// JSON (numbers, bools, objects, ...); a `serde_json::Value` argument (or an `Option` of one) takes the param as JSON
-/// when it parses, else as a string. The error names the step and the param.
+/// when it parses (a number only if it keeps its text), else as a string. The error names the step and the param.
 pub fn from_param<T: DeserializeOwned + 'static>(
     step: &str,
     key: &str,
@@ -45,7 +45,13 @@ pub fn from_param<T: DeserializeOwned + 'static>(
     ]
     .contains(&TypeId::of::<T>());
     let decoded = if json_first {
-        serde_json::from_str(raw).or_else(|_| as_string())
+        // A number is taken as JSON only if it keeps its text (`1.10` or a 30-digit id would not).
+        let json = serde_json::from_str::<serde_json::Value>(raw)
+            .ok()
+            .filter(|value| {
+                !value.is_number() || serde_json::to_string(value).is_ok_and(|text| text == raw)
+            });
+        json.map_or_else(as_string, serde_json::from_value)
     } else {
         as_string().or_else(|_| serde_json::from_str(raw))
     };

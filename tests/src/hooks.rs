@@ -1,5 +1,5 @@
-//! A backend wrapper that slows down claims or the commit that chains one step into the next, and says when one
-//! begins: to open the windows in which a shutdown, a cancel or a deadline races a worker.
+//! A backend wrapper that slows down claims, the commit that starts the first step or the one that chains it into the
+//! next, and says when one begins: to open the windows in which a shutdown, a cancel or a deadline races a worker.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +21,10 @@ pub struct Hooks {
     pub chain_delay: Option<Duration>,
     /// Told when a slowed chaining commit begins.
     pub chaining: Notify,
+    /// A commit that starts step 0 (its first attempt) waits this long; `starting` is told when it begins.
+    pub start_delay: Option<Duration>,
+    /// Told when a slowed starting commit begins.
+    pub starting: Notify,
 }
 
 /// `backend`, slowed down as `hooks` say.
@@ -89,6 +93,12 @@ impl Backend for Hooked {
             && t.task.steps[1].status == StepStatus::Running;
         if let (true, Some(delay)) = (chains, self.hooks.chain_delay) {
             self.hooks.chaining.notify_one();
+            tokio::time::sleep(delay).await;
+        }
+        let first = &t.task.steps[0];
+        let starts = first.status == StepStatus::Running && first.attempt == 1;
+        if let (true, Some(delay)) = (starts, self.hooks.start_delay) {
+            self.hooks.starting.notify_one();
             tokio::time::sleep(delay).await;
         }
         self.backend.commit(t).await

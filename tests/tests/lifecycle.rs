@@ -12,6 +12,7 @@ use taskflow_tests::{TestBackend, backend_tests};
 
 backend_tests!(
     no_step_starts_once_shutdown_began_during_its_claim,
+    no_step_starts_once_shutdown_began_during_its_start_commit,
     no_chain_continues_once_shutdown_began_during_its_commit,
     idle_waits_for_a_claim_in_flight,
     a_step_pinned_to_an_absent_node_still_times_out,
@@ -78,6 +79,36 @@ async fn no_step_starts_once_shutdown_began_during_its_claim(b: TestBackend) {
         "the step started after shutdown began"
     );
     assert!(!engine.get(&id).await.unwrap().is_terminal());
+}
+
+/// Shutdown begins while the commit that starts the step is in flight: the step does not run here (it stays started,
+/// for another worker to run again).
+async fn no_step_starts_once_shutdown_began_during_its_start_commit(b: TestBackend) {
+    let slow_start = Hooks {
+        start_delay: Some(Duration::from_millis(300)),
+        ..Hooks::default()
+    };
+    let (backend, hooks) = Hooked::wrap(&b.backend, slow_start);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let engine = Engine::builder()
+        .shared_backend(backend)
+        .without_inventory()
+        .step(counted("count", &runs))
+        .build()
+        .unwrap();
+    let worker = engine.worker().start().await.unwrap();
+    let step = Step::new("a", "count", StepOptions::default());
+    engine
+        .dispatch(task(TaskOptions::default(), [step]))
+        .await
+        .unwrap();
+    hooks.starting.notified().await;
+    worker.shutdown_within(Duration::from_secs(5)).await;
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        0,
+        "the step ran after shutdown began"
+    );
 }
 
 /// The commit that ends step `a` and starts step `b` under the same claim is in flight when shutdown begins: `b` does

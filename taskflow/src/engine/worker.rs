@@ -658,6 +658,10 @@ impl Driver {
             if self.commit(started, false, false).await != Committed::Applied {
                 return None;
             }
+            // A cancel or a shutdown that began during that commit: the step stays started, for another run.
+            if self.cancel.is_cancelled() || self.shared.stopping.is_cancelled() {
+                return None;
+            }
         }
         let task = Arc::clone(&self.stored.value);
         let step = &task.steps[index];
