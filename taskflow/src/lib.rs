@@ -106,8 +106,9 @@ pub use step::{FnStep, StepError, StepMgr, step_fn};
 ///
 /// **Signature.** A free, non-generic `async fn` whose future is `Send`:
 /// - optionally `&StepContext` first (the task, shared variables, cancellation);
-/// - then the arguments, each decoded from the step's rendered param (a string as is, else JSON) into any
-///   `T: DeserializeOwned + Send`. The **param key is the lowerCamelCase of the Rust name** (`sum_a` → `sumA`), as in
+/// - then the arguments, each decoded from the step's rendered param (a string as is, else JSON; a
+///   `serde_json::Value` takes JSON first, a number only if it keeps its text) into any
+///   `T: DeserializeOwned + Send + 'static`. The **param key is the lowerCamelCase of the Rust name** (`sum_a` → `sumA`), as in
 ///   the reference framework's task documents. An `Option<T>` argument may be left out of a flow. Arguments are plain
 ///   names: no `self`, `impl Trait`, other references or destructuring patterns;
 /// - returns `Result<T, E>`: `T: Serialize` becomes the step's output (`steps.<name>.output` in later templates),
