@@ -47,9 +47,15 @@ pub(crate) fn check_plain_async(sig: &Signature, what: &str, errors: &mut Errors
     if let Some(abi) = &sig.abi {
         errors.at(abi, format!("`{what}` cannot have an ABI"));
     }
+    // Lifetime parameters are fine (`ctx: &'a StepContext`); type and const parameters are not.
     let generic = format!("`{what}` cannot be generic: it is registered once, with concrete types");
-    if !sig.generics.params.is_empty() {
-        errors.at(&sig.generics, generic);
+    if let Some(param) = sig
+        .generics
+        .params
+        .iter()
+        .find(|param| !matches!(param, syn::GenericParam::Lifetime(_)))
+    {
+        errors.at(param, generic);
     } else if let Some(where_clause) = &sig.generics.where_clause {
         errors.at(where_clause, generic);
     }

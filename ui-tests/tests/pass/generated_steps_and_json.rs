@@ -1,5 +1,5 @@
-//! Steps written by a user's `macro_rules!` (types arrive as `$t:ty`), `serde_json::Value` arguments given literals,
-//! and a flow's routing overridden by its builder.
+//! Steps written by a user's `macro_rules!` (types arrive as `$t:ty`), a step with a lifetime parameter,
+//! `serde_json::Value` arguments given literals, and a flow's routing overridden by its builder.
 
 use std::time::Duration;
 use taskflow::Route;
@@ -24,6 +24,12 @@ macro_rules! context_step {
     };
 }
 
+/// Lifetime parameters are fine.
+#[step]
+async fn borrowing<'a>(ctx: &'a StepContext, n: i64) -> Result<String, StepError> {
+    Ok(format!("{} {n}", ctx.step_name()))
+}
+
 echo_step!(maybe, Option<i64>);
 echo_step!(echo_json, serde_json::Value);
 context_step!(share, &StepContext);
@@ -33,6 +39,7 @@ task_flow! {
         node = "node-a",
         steps {
             maybe,
+            borrowing(n = 1),
             share(n = 3),
             echo_json(value = 5),
             echo_json(value = true) [name = "flag"],
@@ -61,6 +68,7 @@ async fn main() {
     let output = |name: &str| done.step(name).unwrap().output.clone().unwrap();
     assert_eq!(output("maybe"), serde_json::Value::Null);
     assert_eq!(output("share"), serde_json::json!(3));
+    assert_eq!(output("borrowing"), serde_json::json!("borrowing 1"));
     assert_eq!(output("echo_json"), serde_json::json!(5));
     assert_eq!(output("flag"), serde_json::json!(true));
     assert_eq!(output("ratio"), serde_json::json!(2.5));
