@@ -155,6 +155,18 @@ pub trait SignedArg {
     type Signed;
 }
 
+/// Types the integer literal `0` in a flow may be given to: those of [`IntArg`] but the `NonZero` ones.
+#[diagnostic::on_unimplemented(
+    message = "the literal `0` does not fit an argument of type `{Self}`",
+    label = "expected a value of type `{Self}`",
+    note = "a `NonZero` argument takes no `0`; any argument takes a string literal, decoded as a string, else as \
+            JSON (`\"5\"`, `\"[1, 2]\"`)"
+)]
+pub trait ZeroArg {
+    /// The integer type of the literal.
+    type Zero;
+}
+
 /// Types a float literal in a flow may be given to.
 #[diagnostic::on_unimplemented(
     message = "a float literal does not fit an argument of type `{Self}`",
@@ -196,6 +208,10 @@ literal_args!(IntArg Int:
     u8 => u8, u16 => u16, u32 => u32, u64 => u64, u128 => u128, usize => usize,
     std::num::NonZeroU8 => u8, std::num::NonZeroU16 => u16, std::num::NonZeroU32 => u32,
     std::num::NonZeroU64 => u64, std::num::NonZeroUsize => usize,
+    f32 => i128, f64 => i128, serde_json::Value => i128);
+literal_args!(ZeroArg Zero:
+    i8 => i8, i16 => i16, i32 => i32, i64 => i64, i128 => i128, isize => isize,
+    u8 => u8, u16 => u16, u32 => u32, u64 => u64, u128 => u128, usize => usize,
     f32 => i128, f64 => i128, serde_json::Value => i128);
 literal_args!(SignedArg Signed:
     i8 => i8, i16 => i16, i32 => i32, i64 => i64, i128 => i128, isize => isize,

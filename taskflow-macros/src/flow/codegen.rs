@@ -126,6 +126,7 @@ fn generate_step(krate: &Path, index: usize, step: &FlowStep) -> (TokenStream, T
         let has_arg = quote_spanned!(arg.ident.span()=> <#handle as #private::HasArg<#id>>);
         let check = match &arg.value {
             ArgValue::Str(_) => None,
+            ArgValue::Int { tokens, negative: false, text } if text == "0" => Some((tokens, quote!(ZeroArg>::Zero))),
             ArgValue::Int { tokens, negative: false, .. } => Some((tokens, quote!(IntArg>::Int))),
             ArgValue::Int { tokens, negative: true, .. } => Some((tokens, quote!(SignedArg>::Signed))),
             ArgValue::Float { tokens, .. } => Some((tokens, quote!(FloatArg>::Float))),

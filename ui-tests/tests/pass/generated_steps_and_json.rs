@@ -40,6 +40,7 @@ task_flow! {
         steps {
             maybe,
             borrowing(n = 1),
+            share(n = 0) [name = "nothing"],
             share(n = 3),
             echo_json(value = 5),
             echo_json(value = true) [name = "flag"],
@@ -68,6 +69,7 @@ async fn main() {
     let output = |name: &str| done.step(name).unwrap().output.clone().unwrap();
     assert_eq!(output("maybe"), serde_json::Value::Null);
     assert_eq!(output("share"), serde_json::json!(3));
+    assert_eq!(output("nothing"), serde_json::json!(0));
     assert_eq!(output("borrowing"), serde_json::json!("borrowing 1"));
     assert_eq!(output("echo_json"), serde_json::json!(5));
     assert_eq!(output("flag"), serde_json::json!(true));
