@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use tokio_util::sync::CancellationToken;
 
-/// The view of one step attempt: the task as committed before the step started, the step's rendered params, the
+/// The view of one step attempt: the task as committed when the attempt started, the step's rendered params, the
 /// shared variables it writes and its cancellation signal.
 ///
 /// Writes ([`set_common`](Self::set_common), [`set_payload`](Self::set_payload), ...) are buffered and committed
@@ -85,7 +85,7 @@ impl StepContext {
         Self::new(Arc::new(task), 0, params, CancellationToken::new())
     }
 
-    /// The task, as committed before this attempt started.
+    /// The task as committed when this attempt started (this step RUNNING, its attempt counted).
     pub fn task(&self) -> &Task {
         &self.inner.task
     }

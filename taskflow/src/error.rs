@@ -39,12 +39,9 @@ pub enum Error {
         /// The backend's limit.
         limit: usize,
     },
-    /// The backend failed (storage unreachable, conflict retries exhausted, corrupt data, ...).
+    /// The backend failed (storage unreachable, corrupt data, ...).
     #[error("backend: {0}")]
     Backend(#[from] BackendError),
-    /// The engine or worker was shut down.
-    #[error("taskflow engine is shut down")]
-    Shutdown,
     /// Waiting for a task took longer than allowed.
     #[error("timed out waiting for task `{0}`")]
     WaitTimeout(String),

@@ -104,7 +104,8 @@ pub use step::{FnStep, StepError, StepMgr, step_fn};
 /// # }
 /// ```
 ///
-/// **Signature.** A free, non-generic `async fn` whose future is `Send`:
+/// **Signature.** A free `async fn` with no type or const parameters (lifetime parameters are fine) whose future is
+/// `Send`:
 /// - optionally `&StepContext` first (the task, shared variables, cancellation);
 /// - then the arguments, each decoded from the step's rendered param (a string as is, else JSON; a
 ///   `serde_json::Value` takes JSON first, a number only if it keeps its text) into any

@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 ///
 /// A step's params are rendered right before the step runs, with the latest committed variables. The context has:
 /// `params` and `common` (both the task's shared variables), `task` (`id`, `name`, `type`, `index`, `indexType`,
-/// `creator`, `payload`) and `steps.<name>` (`output`, `status`, `message` of every earlier step). Undefined values
-/// are errors. Add filters and functions through [`EngineBuilder`](crate::EngineBuilder).
+/// `creator`, `payload`) and `steps.<name>` (`output`, `status`, `message` of every step; a flow's templates may read
+/// only earlier ones). Undefined values are errors. Add filters and functions through
+/// [`EngineBuilder`](crate::EngineBuilder).
 pub struct Renderer {
     env: Environment<'static>,
 }

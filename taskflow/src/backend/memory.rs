@@ -51,7 +51,7 @@ impl Entry {
         }
     }
 
-    /// Announces the message to the sessions serving its route, unless the task is claimed.
+    /// Announces the message to the sessions that hear of it (see [`hears`]), unless the task is claimed.
     fn announce(&mut self, sessions: &mut Sessions) {
         if self.claim.is_some() {
             return;

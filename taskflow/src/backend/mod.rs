@@ -105,8 +105,8 @@ pub struct Message {
     pub route: Route,
     /// Not before this time (a delay or a retry back-off).
     pub due: DateTime<Utc>,
-    /// The task deadline: at this time any worker serving the route may claim the message to time the task out, even
-    /// one that cannot run the work.
+    /// The task deadline: every worker hears of a message that has one, whatever its routes, and at this time any of
+    /// them may claim it to time the task out (even one that does not serve the route or cannot run the work).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<DateTime<Utc>>,
 }
@@ -325,7 +325,8 @@ impl WorkerSpec {
 /// What a worker's feed tells it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FeedEvent {
-    /// Every message on the worker's routes, replacing what it knew (sent first, and after a resync).
+    /// Every message on the worker's routes, and every message with a deadline, replacing what it knew (sent first,
+    /// and after a resync).
     Snapshot(Vec<Message>),
     /// A message appeared, changed, or became claimable again (its claim was released).
     Upsert(Message),
