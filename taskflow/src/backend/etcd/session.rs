@@ -3,7 +3,7 @@
 use super::batch::Job;
 use super::error::Fail;
 use super::keys::FeedKey;
-use super::{Inner, got, listing, message_json, range, range_prefix, timed};
+use super::{Inner, got, listing, message_json, range_prefix, timed};
 use crate::backend::{
     ClaimToken, Claimed, CorruptTask, FeedEvent, Message, Session, Stored, WorkerSpec,
 };
@@ -95,7 +95,7 @@ pub(super) async fn open(
         Arc::clone(&shared.claimed),
     );
     let revision = match view.load(&shared.inner).await {
-        Ok(revision) => revision,
+        Ok((revision, _)) => revision,
         Err(fail) => {
             let _ = shared.inner.client().lease_revoke(lease).await;
             return Err(fail.into());
@@ -385,15 +385,16 @@ impl View {
         }
     }
 
-    /// Reads the messages this session hears of (see [`View::hears`]) and every claim at one revision; returns it.
-    async fn load(&mut self, inner: &Inner) -> Result<i64, Fail> {
+    /// Reads the messages this session hears of (see [`View::hears`]) and every claim at one revision; returns it,
+    /// with each claim's create revision by task id.
+    async fn load(&mut self, inner: &Inner) -> Result<(i64, HashMap<String, i64>), Fail> {
         let keys = &inner.keys;
         let (claims, revision) = range_prefix(inner, &keys.claims(), 0, true).await?;
-        let mut loaded_claims = HashSet::new();
+        let mut claim_revisions = HashMap::new();
         let mut loaded = HashMap::new();
         for kv in &claims {
             if let Ok(FeedKey::Claim(task_id)) = kv.key_str().map(|k| keys.parse_feed(k)) {
-                loaded_claims.insert(task_id.to_owned());
+                claim_revisions.insert(task_id.to_owned(), kv.create_revision());
             }
         }
         let (messages, _) = range_prefix(inner, &keys.all_messages(), revision, false).await?;
@@ -409,8 +410,8 @@ impl View {
             }
         }
         *known(&self.messages) = loaded;
-        *claimed(&self.claims) = loaded_claims;
-        Ok(revision)
+        *claimed(&self.claims) = claim_revisions.keys().cloned().collect();
+        Ok((revision, claim_revisions))
     }
 
     /// Whether this session hears of a message on `route` (a route key): it serves the route, or the message has a
@@ -517,29 +518,25 @@ struct Driver {
     feed_closed: bool,
 }
 
-/// The tasks whose cancellation signal is alive at `revision` and whose claim then was taken before the signal: the
-/// runs the signal was meant to stop. (A signal outlives a retry of its task until its lease ends: a run claimed after
-/// the signal is a retried one, not to be stopped.)
-async fn cancelled_at(inner: &Inner, revision: i64) -> Result<Vec<String>, Fail> {
+/// The tasks whose cancellation signal is alive at `revision` and whose claim then (`claims`: create revisions by task
+/// id, read at `revision`) was taken before the signal: the runs the signal was meant to stop. (A signal outlives a
+/// retry of its task until its lease ends: a run claimed after the signal is a retried one, not to be stopped.)
+async fn cancelled_at(
+    inner: &Inner,
+    revision: i64,
+    claims: &HashMap<String, i64>,
+) -> Result<Vec<String>, Fail> {
     let (signals, _) = range_prefix(inner, &inner.keys.cancels(), revision, true).await?;
-    let mut cancelled = Vec::new();
-    for signal in &signals {
-        let Ok(FeedKey::Cancel(task_id)) = signal.key_str().map(|key| inner.keys.parse_feed(key))
-        else {
-            continue;
-        };
-        let claim = inner.keys.claim(task_id);
-        let mut end = claim.clone().into_bytes();
-        end.push(0);
-        let (claims, _) = range(inner, claim.into_bytes(), end, revision, true).await?;
-        if claims
-            .first()
-            .is_some_and(|claim| claim.create_revision() < signal.mod_revision())
-        {
-            cancelled.push(task_id.to_owned());
-        }
-    }
-    Ok(cancelled)
+    Ok(signals
+        .iter()
+        .filter_map(|signal| {
+            let FeedKey::Cancel(task_id) = inner.keys.parse_feed(signal.key_str().ok()?) else {
+                return None;
+            };
+            let claimed = *claims.get(task_id)?;
+            (claimed < signal.mod_revision()).then(|| task_id.to_owned())
+        })
+        .collect())
 }
 
 enum Wake {
@@ -718,8 +715,8 @@ impl Driver {
                 return;
             }
             let loaded = async {
-                let revision = self.view.load(&inner).await?;
-                Ok::<_, Fail>((revision, cancelled_at(&inner, revision).await?))
+                let (revision, claims) = self.view.load(&inner).await?;
+                Ok::<_, Fail>((revision, cancelled_at(&inner, revision, &claims).await?))
             };
             match loaded.await {
                 Ok((revision, cancelled)) => {
