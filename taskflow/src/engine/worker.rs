@@ -623,7 +623,7 @@ impl Driver {
     /// Runs (or times out, or skips) the claimed step; returns the next message to handle here.
     async fn step(&mut self) -> Option<Message> {
         if let Some(index) = self.started.take() {
-            return if self.cancel.is_cancelled() || self.shared.stopping.is_cancelled() {
+            return if self.starts_nothing() {
                 None
             } else {
                 self.run_step(index, true).await
@@ -642,12 +642,15 @@ impl Driver {
                 self.commit_and_continue(Draft::rewritten(*task), false, now)
                     .await
             }
-            // A shutdown that began meanwhile (during the claim or the commit that started it) starts no step here.
-            Plan::Run(_) if self.cancel.is_cancelled() || self.shared.stopping.is_cancelled() => {
-                None
-            }
+            // Also when a shutdown began meanwhile (during the claim or the commit that started the step).
+            Plan::Run(_) if self.starts_nothing() => None,
             Plan::Run(index) => self.run_step(index, false).await,
         }
+    }
+
+    /// Whether this driver must start no step: its task was cancelled, its claim lost, or the worker shuts down.
+    fn starts_nothing(&self) -> bool {
+        self.cancel.is_cancelled() || self.shared.stopping.is_cancelled()
     }
 
     /// Runs the step at `index`, first marking it started unless the previous commit did.
@@ -659,7 +662,7 @@ impl Driver {
                 return None;
             }
             // A cancel or a shutdown that began during that commit: the step stays started, for another run.
-            if self.cancel.is_cancelled() || self.shared.stopping.is_cancelled() {
+            if self.starts_nothing() {
                 return None;
             }
         }
