@@ -44,34 +44,65 @@ fn counted(executor: &str, runs: &Arc<AtomicUsize>) -> taskflow::FnStep {
     })
 }
 
-/// An engine whose claims take 300 ms, a worker of it, and a one-step task of a counting step, dispatched; returns
-/// once the worker began to claim it, with the task id and the step's run count.
-async fn claiming_a_task(b: &TestBackend) -> (Engine, Worker, String, Arc<AtomicUsize>) {
-    let slow_claims = Hooks {
-        claim_delay: Some(Duration::from_millis(300)),
-        ..Hooks::default()
-    };
-    let (backend, hooks) = Hooked::wrap(&b.backend, slow_claims);
+/// A worker on `b` slowed down by `hooks`, running `steps` of one dispatched task (executors: `noop`, and `count`,
+/// which counts its runs).
+struct Slowed {
+    engine: Engine,
+    worker: Worker,
+    id: String,
+    runs: Arc<AtomicUsize>,
+    hooks: Arc<Hooks>,
+}
+
+async fn slowed(b: &TestBackend, hooks: Hooks, steps: impl IntoIterator<Item = Step>) -> Slowed {
+    let (backend, hooks) = Hooked::wrap(&b.backend, hooks);
     let runs = Arc::new(AtomicUsize::new(0));
     let engine = Engine::builder()
         .shared_backend(backend)
         .without_inventory()
+        .step(step_fn("noop", |_ctx| async { Ok(()) }))
         .step(counted("count", &runs))
         .build()
         .unwrap();
     let worker = engine.worker().start().await.unwrap();
-    let step = Step::new("a", "count", StepOptions::default());
     let id = engine
-        .dispatch(task(TaskOptions::default(), [step]))
+        .dispatch(task(TaskOptions::default(), steps))
         .await
         .unwrap();
-    hooks.claiming.notified().await;
-    (engine, worker, id, runs)
+    Slowed {
+        engine,
+        worker,
+        id,
+        runs,
+        hooks,
+    }
+}
+
+/// A one-step task of `count` whose claim takes 300 ms; returns once the worker began to claim it.
+async fn claiming_a_task(b: &TestBackend) -> Slowed {
+    let slow_claims = Hooks {
+        claim_delay: Some(Duration::from_millis(300)),
+        ..Hooks::default()
+    };
+    let slowed = slowed(
+        b,
+        slow_claims,
+        [Step::new("a", "count", StepOptions::default())],
+    )
+    .await;
+    slowed.hooks.claiming.notified().await;
+    slowed
 }
 
 /// A claim in flight when shutdown begins: the claimed step does not start here (it is released for another worker).
 async fn no_step_starts_once_shutdown_began_during_its_claim(b: TestBackend) {
-    let (engine, worker, id, runs) = claiming_a_task(&b).await;
+    let Slowed {
+        engine,
+        worker,
+        id,
+        runs,
+        ..
+    } = claiming_a_task(&b).await;
     worker.shutdown_within(Duration::from_secs(5)).await;
     assert_eq!(
         runs.load(Ordering::SeqCst),
@@ -88,20 +119,13 @@ async fn no_step_starts_once_shutdown_began_during_its_start_commit(b: TestBacke
         start_delay: Some(Duration::from_millis(300)),
         ..Hooks::default()
     };
-    let (backend, hooks) = Hooked::wrap(&b.backend, slow_start);
-    let runs = Arc::new(AtomicUsize::new(0));
-    let engine = Engine::builder()
-        .shared_backend(backend)
-        .without_inventory()
-        .step(counted("count", &runs))
-        .build()
-        .unwrap();
-    let worker = engine.worker().start().await.unwrap();
-    let step = Step::new("a", "count", StepOptions::default());
-    engine
-        .dispatch(task(TaskOptions::default(), [step]))
-        .await
-        .unwrap();
+    let steps = [Step::new("a", "count", StepOptions::default())];
+    let Slowed {
+        worker,
+        runs,
+        hooks,
+        ..
+    } = slowed(&b, slow_start, steps).await;
     hooks.starting.notified().await;
     worker.shutdown_within(Duration::from_secs(5)).await;
     assert_eq!(
@@ -118,24 +142,16 @@ async fn no_chain_continues_once_shutdown_began_during_its_commit(b: TestBackend
         chain_delay: Some(Duration::from_millis(300)),
         ..Hooks::default()
     };
-    let (backend, hooks) = Hooked::wrap(&b.backend, slow_chain);
-    let runs = Arc::new(AtomicUsize::new(0));
-    let engine = Engine::builder()
-        .shared_backend(backend)
-        .without_inventory()
-        .step(step_fn("noop", |_ctx| async { Ok(()) }))
-        .step(counted("count", &runs))
-        .build()
-        .unwrap();
-    let worker = engine.worker().start().await.unwrap();
     let steps = [
         Step::new("a", "noop", StepOptions::default()),
         Step::new("b", "count", StepOptions::default()),
     ];
-    engine
-        .dispatch(task(TaskOptions::default(), steps))
-        .await
-        .unwrap();
+    let Slowed {
+        worker,
+        runs,
+        hooks,
+        ..
+    } = slowed(&b, slow_chain, steps).await;
     hooks.chaining.notified().await;
     worker.shutdown_within(Duration::from_secs(5)).await;
     assert_eq!(
@@ -147,7 +163,13 @@ async fn no_chain_continues_once_shutdown_began_during_its_commit(b: TestBackend
 
 /// A worker claiming a message is not idle: `idle()` returns once the claimed step has run.
 async fn idle_waits_for_a_claim_in_flight(b: TestBackend) {
-    let (engine, worker, id, runs) = claiming_a_task(&b).await;
+    let Slowed {
+        engine,
+        worker,
+        id,
+        runs,
+        ..
+    } = claiming_a_task(&b).await;
     assert_eq!(worker.running(), 1, "a claim in flight counts");
     worker.idle().await;
     assert_eq!(
