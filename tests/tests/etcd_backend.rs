@@ -590,6 +590,16 @@ async fn ended_tasks_are_deleted_after_the_retention_by_an_elected_worker() {
     b.close().await.unwrap();
 }
 
+/// A server and backend for [`change_in_a_compacted_gap`]: sessions wait 3 s to reconnect a broken watch (and keep
+/// their leases meanwhile).
+async fn gap_server() -> (EtcdServer, EtcdBackend) {
+    backend_with(|c| {
+        c.lease_ttl(Duration::from_secs(30))
+            .reconnect_delay(Duration::from_secs(3))
+    })
+    .await
+}
+
 /// Restarts etcd under the sessions (their watches break) and, while they wait to reconnect, makes `change` (retried
 /// until etcd is back) and compacts the store past it: no session can resume its watch from where it was.
 async fn change_in_a_compacted_gap<F, Fut>(
@@ -670,11 +680,7 @@ async fn tasks_kept_for_their_callback_do_not_hold_up_the_retention_of_others() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_feed_behind_a_compaction_resyncs_with_a_snapshot() {
-    let (mut server, backend) = backend_with(|c| {
-        c.lease_ttl(Duration::from_secs(30))
-            .reconnect_delay(Duration::from_secs(3))
-    })
-    .await;
+    let (mut server, backend) = gap_server().await;
     let (w, mut feed, m1) = serves_a_task(&backend, "first").await;
     let second = task("second", TaskOptions::default(), &[("s", None)]);
     change_in_a_compacted_gap(&mut server, &backend, || async {
@@ -700,11 +706,7 @@ async fn a_feed_behind_a_compaction_resyncs_with_a_snapshot() {
 /// alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_missed_in_a_compacted_gap_still_reaches_the_session() {
-    let (mut server, backend) = backend_with(|c| {
-        c.lease_ttl(Duration::from_secs(30))
-            .reconnect_delay(Duration::from_secs(3))
-    })
-    .await;
+    let (mut server, backend) = gap_server().await;
     let (w, mut feed, running) = serves_a_task(&backend, "running").await;
     let _running = w.claim(&running).await.unwrap().expect("claimed");
     // Claimed now; cancelled and retried in the gap.
