@@ -48,6 +48,7 @@ pub mod model;
 pub mod poll;
 mod registry;
 mod render;
+mod retry;
 mod step;
 mod sync;
 mod time;
@@ -79,6 +80,7 @@ pub use registry::{
     CallbackRegistration, FlowRegistration, Origin, Registry, RegistryError, StepRegistration,
 };
 pub use render::Renderer;
+pub use retry::RetryPolicy;
 pub use step::{FnStep, StepError, StepMgr, step_fn};
 /// Registers an `async fn` as a step executor, checked at compile time.
 ///
