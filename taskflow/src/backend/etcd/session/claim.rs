@@ -1,0 +1,204 @@
+//! Claims: the claim transaction, releases (retried in the background while etcd is unreachable) and the clean-up of
+//! a claim whose answer was lost.
+
+use super::Shared;
+use super::feed::{claimed, known};
+use crate::backend::etcd::batch::Job;
+use crate::backend::etcd::error::Fail;
+use crate::backend::etcd::{got, message_json, timed};
+use crate::backend::{ClaimToken, Claimed, CorruptTask, Message, Stored};
+use crate::error::BackendError;
+use crate::model::Task;
+use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// Claims a message for the session: see [`Session::claim`](crate::backend::Session::claim).
+pub(super) async fn claim(
+    shared: &Arc<Shared>,
+    message: &Message,
+) -> Result<Option<Claimed>, BackendError> {
+    let lease = shared.lease()?;
+    let inner = &shared.inner;
+    let keys = &inner.keys;
+    let task_id = &message.task_id;
+    if claimed(&shared.claimed).contains(task_id) {
+        // Another claim is known already: spare etcd a transaction that would fail (it would still be a raft
+        // proposal). If that claim goes away, the feed announces the message again.
+        return Ok(None);
+    }
+    let claim_key = keys.claim(task_id);
+    let doc_key = keys.task(task_id);
+    let txn = Txn::new()
+        .when([
+            Compare::create_revision(claim_key.clone(), CompareOp::Equal, 0),
+            message_guard(shared, message),
+        ])
+        .and_then([
+            TxnOp::put(
+                claim_key.clone(),
+                shared.spec.worker_id.clone(),
+                Some(PutOptions::new().with_lease(lease)),
+            ),
+            TxnOp::get(doc_key.clone(), None),
+        ]);
+    let attempt = inner.claims.attempt(task_id);
+    let reply = match inner
+        .submit(Job {
+            task: task_id.clone(),
+            txn,
+            ops: 5,
+            bytes: 512,
+        })
+        .await
+    {
+        Ok(reply) => reply,
+        Err(fail) => {
+            if let Fail::Unavailable(_) = fail {
+                // The claim may have been applied although its answer was lost: such a claim would hold the
+                // message as long as the session lives. Look for it once etcd answers again.
+                tokio::spawn(drop_orphan(Arc::clone(shared), task_id.clone(), lease));
+            }
+            return Err(fail.into());
+        }
+    };
+    if !reply.resp.succeeded() {
+        return Ok(None);
+    }
+    let fence = reply.revision as u64;
+    inner.claims.held(task_id, fence);
+    drop(attempt);
+    let token = ClaimToken {
+        task_id: task_id.clone(),
+        fence,
+    };
+    let Some(doc) = got(reply.resp.op_responses().into_iter().nth(1)) else {
+        // A message without a document (deleted meanwhile): nothing to do.
+        let _ = release(shared, &token).await;
+        return Ok(None);
+    };
+    let task = match serde_json::from_slice::<Task>(doc.value()) {
+        Ok(value) => Ok(Stored {
+            value: Arc::new(value),
+            revision: doc.mod_revision() as u64,
+        }),
+        Err(e) => Err(CorruptTask {
+            revision: doc.mod_revision() as u64,
+            raw: String::from_utf8_lossy(doc.value()).into_owned(),
+            error: e.to_string(),
+        }),
+    };
+    Ok(Some(Claimed { token, task }))
+}
+
+/// Gives a claim back: see [`Session::release`](crate::backend::Session::release). While etcd is unreachable it is retried in the background.
+pub(super) async fn release(shared: &Arc<Shared>, token: &ClaimToken) -> Result<(), BackendError> {
+    let key = shared.inner.keys.claim(&token.task_id);
+    shared.inner.claims.released(&token.task_id, token.fence);
+    match release_key(shared, &key, token.fence as i64).await {
+        Ok(()) => Ok(()),
+        Err(Fail::Unavailable(reason)) => {
+            // Keep trying in the background: a claim nobody releases would hold the message as long as the
+            // session lives.
+            tracing::debug!(task_id = %token.task_id, reason, "release failed; retrying in the background");
+            let shared = Arc::clone(shared);
+            let fence = token.fence as i64;
+            tokio::spawn(async move {
+                let mut delay = Duration::from_millis(100);
+                while !shared.closed.is_cancelled() {
+                    tokio::time::sleep(delay).await;
+                    match release_key(&shared, &key, fence).await {
+                        Err(Fail::Unavailable(_)) => {
+                            delay = (delay * 2).min(Duration::from_secs(5))
+                        }
+                        _ => return,
+                    }
+                }
+            });
+            Ok(())
+        }
+        Err(fail) => Err(fail.into()),
+    }
+}
+
+/// After a claim whose answer was lost: deletes the claim of the task if it is on this session's lease and no claim
+/// this process knows (held, or being made) explains it.
+async fn drop_orphan(shared: Arc<Shared>, task_id: String, lease: i64) {
+    let inner = Arc::clone(&shared.inner);
+    let key = inner.keys.claim(&task_id);
+    let mut delay = Duration::from_millis(200);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = shared.closed.cancelled() => return,
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+        if shared.lease.load(Ordering::Acquire) != lease {
+            return;
+        }
+        if inner.claims.attempting(&task_id) {
+            continue;
+        }
+        let claim = match timed(
+            inner.config.request_timeout,
+            inner.client().get(key.clone(), None),
+        )
+        .await
+        {
+            Ok(resp) => resp.kvs().first().cloned(),
+            Err(_) => continue,
+        };
+        let Some(claim) = claim else { return };
+        if claim.lease() != lease
+            || inner
+                .claims
+                .is_held(&task_id, claim.create_revision() as u64)
+        {
+            return;
+        }
+        tracing::info!(task_id, "releasing a claim whose answer was lost");
+        if !matches!(
+            release_key(&shared, &key, claim.create_revision()).await,
+            Err(Fail::Unavailable(_))
+        ) {
+            return;
+        }
+    }
+}
+
+/// The guard that the message is still the one the worker saw: its mod revision as the feed saw it when the feed
+/// knows the same message (the engine may only have postponed its due time), else its exact value.
+fn message_guard(shared: &Shared, message: &Message) -> Compare {
+    let key = shared.inner.keys.message(&message.route, &message.task_id);
+    let seen = known(&shared.known).get(&message.task_id).cloned();
+    match seen {
+        Some((seen, revision))
+            if seen.work == message.work
+                && seen.route == message.route
+                && seen.deadline == message.deadline
+                && seen.due <= message.due =>
+        {
+            Compare::mod_revision(key, CompareOp::Equal, revision)
+        }
+        _ => Compare::value(key, CompareOp::Equal, message_json(message)),
+    }
+}
+
+/// Deletes a claim if it is still the one created at `fence`.
+async fn release_key(shared: &Shared, key: &str, fence: i64) -> Result<(), Fail> {
+    let txn = Txn::new()
+        .when([Compare::create_revision(key, CompareOp::Equal, fence)])
+        .and_then([TxnOp::delete(key, None)]);
+    let task = key.rsplit('/').next().unwrap_or_default().to_owned();
+    shared
+        .inner
+        .submit(Job {
+            task,
+            txn,
+            ops: 2,
+            bytes: key.len(),
+        })
+        .await
+        .map(|_| ())
+}
