@@ -1,6 +1,7 @@
 //! Errors of the client API, the registry and the backends.
 
 use crate::model::TaskStatus;
+use std::sync::Arc;
 
 /// The error of every fallible taskflow API.
 #[derive(Debug, thiserror::Error)]
@@ -51,9 +52,16 @@ pub enum Error {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BackendError {
-    /// The storage cannot be reached or answered with an error.
-    #[error("storage unavailable: {0}")]
-    Unavailable(String),
+    /// The storage cannot be reached or answered with an error (a transport failure, a timeout, no leader): worth
+    /// retrying later.
+    #[error("storage unavailable: {reason}")]
+    Unavailable {
+        /// What failed, in words (including the source's message, so that printing the error alone tells it all).
+        reason: String,
+        /// The underlying error (e.g. an `etcd_client::Error`), if any; also [`std::error::Error::source`].
+        #[source]
+        source: Option<ErrorSource>,
+    },
     /// A stored document could not be read.
     #[error("corrupt document `{key}`: {reason}")]
     Corrupt {
@@ -79,6 +87,58 @@ pub enum BackendError {
     /// Anything else.
     #[error("{0}")]
     Other(String),
+}
+
+/// The error behind a [`BackendError`] (e.g. an `etcd_client::Error`), shared: one failure may be reported to
+/// several callers (every request of a failed batch). It dereferences to that error, which is also what
+/// [`std::error::Error::source`] returns, so it can be downcast:
+///
+/// ```
+/// use std::error::Error as _;
+/// use taskflow::BackendError;
+///
+/// let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+/// let error = BackendError::Unavailable {
+///     reason: format!("cannot reach the store: {refused}"),
+///     source: Some(refused.into()),
+/// };
+/// let source = error.source().and_then(|e| e.downcast_ref::<std::io::Error>());
+/// assert_eq!(source.map(std::io::Error::kind), Some(std::io::ErrorKind::ConnectionRefused));
+/// ```
+#[derive(Clone)]
+pub struct ErrorSource(Arc<dyn std::error::Error + Send + Sync>);
+
+impl ErrorSource {
+    /// An error shared already.
+    pub(crate) fn shared(error: Arc<dyn std::error::Error + Send + Sync>) -> Self {
+        Self(error)
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for ErrorSource {
+    fn from(error: E) -> Self {
+        Self(Arc::new(error))
+    }
+}
+
+impl std::ops::Deref for ErrorSource {
+    type Target = dyn std::error::Error + Send + Sync;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}
+
+impl std::fmt::Debug for ErrorSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::fmt::Display for ErrorSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
 }
 
 /// `Result` with the taskflow [`Error`].

@@ -71,7 +71,7 @@ pub use backend::{Backend, SortField, TaskPage, TaskQuery};
 pub use callback::{Callback, CallbackError, FnCallback, TaskOutcome, callback_fn};
 pub use context::StepContext;
 pub use engine::{Backoff, Engine, EngineBuilder, RetryFrom, RetryRequest, Worker, WorkerBuilder};
-pub use error::{BackendError, Error, Result};
+pub use error::{BackendError, Error, ErrorSource, Result};
 pub use flow::{TaskBuilder, TaskMgr};
 pub use model::{
     CallbackResult, Route, Step, StepOptions, StepStatus, Task, TaskInfo, TaskOptions, TaskStatus,

@@ -5,7 +5,7 @@
 use futures::TryFutureExt;
 use std::sync::Arc;
 use std::time::Duration;
-use taskflow::backend::etcd::{EtcdBackend, EtcdConfig};
+use taskflow::backend::etcd::{EtcdBackend, EtcdConfig, etcd_client};
 use taskflow::backend::{ClaimToken, Commit, FeedEvent, Message, Transition, WorkerSpec};
 use taskflow::{
     Backend, BackendError, Route, Step, StepOptions, Task, TaskInfo, TaskOptions, TaskQuery,
@@ -814,9 +814,15 @@ async fn an_unreachable_etcd_is_a_clear_error_at_start() {
         .connect()
         .await;
     match result {
-        Err(BackendError::Unavailable(message)) => {
-            assert!(message.contains("cannot reach etcd"), "{message}");
-            assert!(message.contains(&port.to_string()), "{message}");
+        Err(BackendError::Unavailable { reason, source }) => {
+            assert!(reason.contains("cannot reach etcd"), "{reason}");
+            assert!(reason.contains(&port.to_string()), "{reason}");
+            // The client's error stays reachable (e.g. for `anyhow`'s chain or a downcast).
+            let source = source.expect("the etcd-client error is kept as the source");
+            assert!(
+                source.downcast_ref::<etcd_client::Error>().is_some(),
+                "{source:?}"
+            );
         }
         Err(other) => panic!("unexpected error {other}"),
         Ok(_) => panic!("connected to nothing"),

@@ -1113,8 +1113,8 @@ async fn commit_with_retry(
 ) -> Result<Commit, BackendError> {
     match shared.engine.inner.backend.commit(transition).await {
         // The rare path is boxed: it keeps every driver's future (allocated per task) small.
-        Err(BackendError::Unavailable(reason)) => {
-            Box::pin(retry_commit(shared, transition, reason)).await
+        Err(error @ BackendError::Unavailable { .. }) => {
+            Box::pin(retry_commit(shared, transition, error)).await
         }
         result => result,
     }
@@ -1124,22 +1124,22 @@ async fn commit_with_retry(
 async fn retry_commit(
     shared: &Shared,
     transition: &Transition<'_>,
-    mut reason: String,
+    mut error: BackendError,
 ) -> Result<Commit, BackendError> {
     let mut delay = Duration::from_millis(50);
     for _ in 0..12 {
-        tracing::warn!(reason, "commit failed; retrying");
+        tracing::warn!(%error, "commit failed; retrying");
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
-            () = shared.abort.cancelled() => return Err(BackendError::Unavailable(reason)),
+            () = shared.abort.cancelled() => return Err(error),
         }
         delay = (delay * 2).min(Duration::from_secs(10));
         match shared.engine.inner.backend.commit(transition).await {
-            Err(BackendError::Unavailable(again)) => reason = again,
+            Err(again @ BackendError::Unavailable { .. }) => error = again,
             result => return result,
         }
     }
-    Err(BackendError::Unavailable(reason))
+    Err(error)
 }
 
 /// A stored document that does not parse: fail the task with a message that keeps the raw document (an excerpt when

@@ -74,9 +74,9 @@ impl Batcher {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Queued { job, reply })
-            .map_err(|_| Fail::Other("etcd backend dropped".to_owned()))?;
+            .map_err(|_| Fail::Other("etcd backend dropped".into()))?;
         rx.await
-            .map_err(|_| Fail::Unavailable("etcd request abandoned".to_owned()))?
+            .map_err(|_| Fail::Unavailable("etcd request abandoned".into()))?
     }
 }
 
@@ -137,9 +137,9 @@ async fn run(client: KvClient, limits: Limits, mut rx: mpsc::UnboundedReceiver<Q
 async fn txn(client: &mut KvClient, txn: Txn, timeout: Duration) -> Result<TxnResponse, Fail> {
     match tokio::time::timeout(timeout, client.txn(txn)).await {
         Ok(result) => result.map_err(Fail::from),
-        Err(_) => Err(Fail::Unavailable(format!(
-            "etcd did not answer within {timeout:?}"
-        ))),
+        Err(_) => Err(Fail::Unavailable(
+            format!("etcd did not answer within {timeout:?}").into(),
+        )),
     }
 }
 
@@ -167,7 +167,7 @@ async fn send(mut client: KvClient, mut batch: Vec<Queued>, timeout: Duration) {
                 let result = match responses.next() {
                     Some(TxnOpResponse::Txn(resp)) => Ok(Reply { resp, revision }),
                     _ => Err(Fail::Other(
-                        "etcd answered a batch with a malformed response".to_owned(),
+                        "etcd answered a batch with a malformed response".into(),
                     )),
                 };
                 let _ = queued.reply.send(result);

@@ -1,26 +1,55 @@
 //! Mapping etcd-client errors to [`BackendError`]s.
 
-use crate::error::BackendError;
+use crate::error::{BackendError, ErrorSource};
 use std::fmt;
+use std::sync::Arc;
 
 /// A failed etcd request, cheap to clone (one batch failure is reported to every request in it).
 #[derive(Debug, Clone)]
 pub(crate) enum Fail {
     /// Transport failure, timeout, no leader, server busy: retry later.
-    Unavailable(String),
+    Unavailable(Cause),
     /// The lease of the request is gone.
-    LeaseNotFound(String),
+    LeaseNotFound(Cause),
     /// The request was compacted away (a read at an old revision).
-    Compacted(String),
+    Compacted(Cause),
     /// Anything else (invalid request, permission denied, ...).
-    Other(String),
+    Other(Cause),
+}
+
+/// What went wrong: a message, and the etcd-client error behind it when there is one.
+#[derive(Debug, Clone)]
+pub(crate) struct Cause {
+    message: String,
+    source: Option<Arc<etcd_client::Error>>,
+}
+
+impl From<String> for Cause {
+    fn from(message: String) -> Self {
+        Self {
+            message,
+            source: None,
+        }
+    }
+}
+
+impl From<&str> for Cause {
+    fn from(message: &str) -> Self {
+        message.to_owned().into()
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 impl fmt::Display for Fail {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Unavailable(m) | Self::LeaseNotFound(m) | Self::Compacted(m) | Self::Other(m) => {
-                f.write_str(m)
+            Self::Unavailable(c) | Self::LeaseNotFound(c) | Self::Compacted(c) | Self::Other(c) => {
+                c.fmt(f)
             }
         }
     }
@@ -39,35 +68,39 @@ impl From<etcd_client::Error> for Fail {
         const OUT_OF_RANGE: i32 = 11;
         const INTERNAL: i32 = 13;
         const UNAVAILABLE: i32 = 14;
-        let message = format!("etcd: {error}");
-        match &error {
+        let kind: fn(Cause) -> Self = match &error {
             E::GRpcStatus(status) => {
                 let code: i32 = status.code().into();
                 match code {
-                    NOT_FOUND if status.message().contains("lease") => Self::LeaseNotFound(message),
-                    OUT_OF_RANGE if status.message().contains("compacted") => {
-                        Self::Compacted(message)
-                    }
+                    NOT_FOUND if status.message().contains("lease") => Self::LeaseNotFound,
+                    OUT_OF_RANGE if status.message().contains("compacted") => Self::Compacted,
                     CANCELLED | UNKNOWN | DEADLINE_EXCEEDED | RESOURCE_EXHAUSTED | ABORTED
-                    | INTERNAL | UNAVAILABLE => Self::Unavailable(message),
-                    _ => Self::Other(message),
+                    | INTERNAL | UNAVAILABLE => Self::Unavailable,
+                    _ => Self::Other,
                 }
             }
-            E::LeaseKeepAliveError(m) if m.contains("not found") => Self::LeaseNotFound(message),
+            E::LeaseKeepAliveError(m) if m.contains("not found") => Self::LeaseNotFound,
             E::TransportError(_) | E::IoError(_) | E::WatchError(_) | E::LeaseKeepAliveError(_) => {
-                Self::Unavailable(message)
+                Self::Unavailable
             }
-            _ => Self::Other(message),
-        }
+            _ => Self::Other,
+        };
+        kind(Cause {
+            message: format!("etcd: {error}"),
+            source: Some(Arc::new(error)),
+        })
     }
 }
 
 impl From<Fail> for BackendError {
     fn from(fail: Fail) -> Self {
         match fail {
-            Fail::Unavailable(m) | Fail::Compacted(m) => BackendError::Unavailable(m),
-            Fail::LeaseNotFound(m) => BackendError::SessionClosed(m),
-            Fail::Other(m) => BackendError::Other(m),
+            Fail::Unavailable(cause) | Fail::Compacted(cause) => BackendError::Unavailable {
+                reason: cause.message,
+                source: cause.source.map(|source| ErrorSource::shared(source)),
+            },
+            Fail::LeaseNotFound(cause) => BackendError::SessionClosed(cause.message),
+            Fail::Other(cause) => BackendError::Other(cause.message),
         }
     }
 }
@@ -75,5 +108,27 @@ impl From<Fail> for BackendError {
 impl From<etcd_client::Error> for BackendError {
     fn from(error: etcd_client::Error) -> Self {
         Fail::from(error).into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn an_unavailable_etcd_keeps_the_client_error_as_the_source() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let fail = Fail::from(etcd_client::Error::IoError(io));
+        // One failure reported to every request of a batch: each gets the same source.
+        let error = BackendError::from(fail.clone());
+        assert!(matches!(error, BackendError::Unavailable { .. }), "{error}");
+        assert!(error.to_string().contains("refused"), "{error}");
+        let source = error.source().expect("the etcd-client error is kept");
+        assert!(matches!(
+            source.downcast_ref::<etcd_client::Error>(),
+            Some(etcd_client::Error::IoError(_))
+        ));
+        assert!(BackendError::from(fail).source().is_some());
     }
 }

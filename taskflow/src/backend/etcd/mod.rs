@@ -156,9 +156,9 @@ pub(crate) async fn timed<T>(
 ) -> Result<T, Fail> {
     match tokio::time::timeout(timeout, request).await {
         Ok(result) => result.map_err(Fail::from),
-        Err(_) => Err(Fail::Unavailable(format!(
-            "etcd did not answer within {timeout:?}"
-        ))),
+        Err(_) => Err(Fail::Unavailable(
+            format!("etcd did not answer within {timeout:?}").into(),
+        )),
     }
 }
 
@@ -227,18 +227,24 @@ impl EtcdBackend {
                 "etcd backend: no endpoint configured".to_owned(),
             ));
         }
-        let unreachable = |e: &dyn std::fmt::Display| {
-            BackendError::Unavailable(format!(
-                "cannot reach etcd at {} within {:?}: {e}",
-                config.endpoints.join(", "),
-                config.connect_timeout
-            ))
+        let unreachable = |e: Option<etcd_client::Error>| {
+            let detail = e
+                .as_ref()
+                .map_or("timed out".to_owned(), ToString::to_string);
+            BackendError::Unavailable {
+                reason: format!(
+                    "cannot reach etcd at {} within {:?}: {detail}",
+                    config.endpoints.join(", "),
+                    config.connect_timeout
+                ),
+                source: e.map(Into::into),
+            }
         };
         let connect = Client::connect(config.endpoints.clone(), Some(config.connect_options()));
         let mut client = match tokio::time::timeout(config.connect_timeout, connect).await {
             Ok(Ok(client)) => client,
-            Ok(Err(e)) => return Err(unreachable(&e)),
-            Err(_) => return Err(unreachable(&"timed out")),
+            Ok(Err(e)) => return Err(unreachable(Some(e))),
+            Err(_) => return Err(unreachable(None)),
         };
         // The client connects lazily: ask something to know etcd is there.
         match tokio::time::timeout(
@@ -248,8 +254,8 @@ impl EtcdBackend {
         .await
         {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(unreachable(&e)),
-            Err(_) => return Err(unreachable(&"timed out")),
+            Ok(Err(e)) => return Err(unreachable(Some(e))),
+            Err(_) => return Err(unreachable(None)),
         }
         let limits = Limits {
             batching: config.batching,

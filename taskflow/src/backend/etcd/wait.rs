@@ -27,7 +27,7 @@ impl EtcdBackend {
                 Err(Fail::Unavailable(reason)) => {
                     tracing::debug!(
                         task_id,
-                        reason,
+                        %reason,
                         "waiting for a task change: etcd unavailable, retrying"
                     );
                     tokio::time::sleep(delay).await;
@@ -63,13 +63,16 @@ async fn wait_once(
     .await?;
     loop {
         let Some(resp) = stream.message().await.map_err(Fail::from)? else {
-            return Err(Fail::Unavailable("the watch of a task ended".to_owned()));
+            return Err(Fail::Unavailable("the watch of a task ended".into()));
         };
         if resp.canceled() || resp.compact_revision() > 0 {
-            return Err(Fail::Unavailable(format!(
-                "the watch of a task was cancelled: {}",
-                resp.cancel_reason()
-            )));
+            return Err(Fail::Unavailable(
+                format!(
+                    "the watch of a task was cancelled: {}",
+                    resp.cancel_reason()
+                )
+                .into(),
+            ));
         }
         for event in resp.events() {
             let Some(kv) = event.kv() else { continue };

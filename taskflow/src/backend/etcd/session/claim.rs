@@ -101,7 +101,7 @@ pub(super) async fn release(shared: &Arc<Shared>, token: &ClaimToken) -> Result<
         Err(Fail::Unavailable(reason)) => {
             // Keep trying in the background: a claim nobody releases would hold the message as long as the
             // session lives.
-            tracing::debug!(task_id = %token.task_id, reason, "release failed; retrying in the background");
+            tracing::debug!(task_id = %token.task_id, %reason, "release failed; retrying in the background");
             let shared = Arc::clone(shared);
             let fence = token.fence as i64;
             tokio::spawn(async move {
