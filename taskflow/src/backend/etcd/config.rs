@@ -1,6 +1,7 @@
 //! Configuration of the etcd backend.
 
 use super::EtcdBackend;
+use crate::RetryPolicy;
 use crate::error::BackendError;
 use std::time::Duration;
 
@@ -35,6 +36,7 @@ pub struct EtcdConfig {
     pub(crate) retention_interval: Option<Duration>,
     pub(crate) cancel_ttl: Duration,
     pub(crate) reconnect_delay: Duration,
+    pub(crate) retry: RetryPolicy,
     pub(crate) batching: bool,
     pub(crate) max_batch_ops: usize,
     pub(crate) max_in_flight: usize,
@@ -58,6 +60,7 @@ impl EtcdConfig {
             retention_interval: None,
             cancel_ttl: Duration::from_secs(60),
             reconnect_delay: Duration::from_millis(250),
+            retry: RetryPolicy::default(),
             batching: true,
             max_batch_ops: 128,
             max_in_flight: 4,
@@ -128,6 +131,17 @@ impl EtcdConfig {
     /// attempts while etcd is unreachable (default 250 ms).
     pub fn reconnect_delay(mut self, delay: Duration) -> Self {
         self.reconnect_delay = delay.max(Duration::from_millis(10));
+        self
+    }
+
+    /// How the backend's own loops retry while etcd is unreachable (default [`RetryPolicy::default`]): releasing a
+    /// claim, cleaning up a claim whose answer was lost, re-listing the feed, re-registering a worker whose lease was
+    /// lost, and waiting for a task change. These go on until they succeed or their session closes, so they use the
+    /// policy's delays without its time limit ([`RetryPolicy::unbounded`]). The lease keep-alive and the feed watch
+    /// reconnect every [`reconnect_delay`](Self::reconnect_delay) instead: the lease must be renewed within its TTL
+    /// whatever happened before.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
         self
     }
 

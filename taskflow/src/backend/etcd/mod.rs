@@ -20,6 +20,7 @@ mod config;
 mod error;
 mod keys;
 mod listing;
+mod retries;
 mod session;
 mod wait;
 

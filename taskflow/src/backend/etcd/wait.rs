@@ -1,11 +1,11 @@
 //! Waiting for a task document to change: one read, then one watch of the document key.
 
 use super::error::Fail;
+use super::retries::Retries;
 use super::{EtcdBackend, Inner, parse_task, timed};
 use crate::backend::Stored;
 use crate::error::BackendError;
 use crate::model::Task;
-use std::time::Duration;
 
 /// What a wait looks for in a task document.
 type Ready<'a> = &'a (dyn Fn(&Stored<Task>) -> bool + Sync);
@@ -20,20 +20,16 @@ impl EtcdBackend {
     ) -> Result<Option<Stored<Task>>, BackendError> {
         let inner = &self.inner;
         let key = inner.keys.task(task_id);
-        let mut delay = Duration::from_millis(50);
+        let mut retries = Retries::new(inner);
         loop {
-            match wait_once(inner, &key, ready).await {
+            let fail = match wait_once(inner, &key, ready).await {
                 Ok(result) => return result,
-                Err(Fail::Unavailable(reason)) => {
-                    tracing::debug!(
-                        task_id,
-                        %reason,
-                        "waiting for a task change: etcd unavailable, retrying"
-                    );
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
-                }
+                Err(fail @ Fail::Unavailable(_)) => fail,
                 Err(fail) => return Err(fail.into()),
+            };
+            let what = format!("waiting for a change of task {task_id}");
+            if !retries.after(&fail, &what, std::future::pending()).await {
+                return Err(fail.into());
             }
         }
     }

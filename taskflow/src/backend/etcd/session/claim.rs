@@ -5,6 +5,7 @@ use super::Shared;
 use super::feed::{claimed, known};
 use crate::backend::etcd::batch::Job;
 use crate::backend::etcd::error::Fail;
+use crate::backend::etcd::retries::Retries;
 use crate::backend::etcd::{got, message_json, timed};
 use crate::backend::{ClaimToken, Claimed, CorruptTask, Message, Stored};
 use crate::error::BackendError;
@@ -12,7 +13,6 @@ use crate::model::Task;
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 /// Claims a message for the session: see [`Session::claim`](crate::backend::Session::claim).
 pub(super) async fn claim(
@@ -58,7 +58,8 @@ pub(super) async fn claim(
             if let Fail::Unavailable(_) = fail {
                 // The claim may have been applied although its answer was lost: such a claim would hold the
                 // message as long as the session lives. Look for it once etcd answers again.
-                tokio::spawn(drop_orphan(Arc::clone(shared), task_id.clone(), lease));
+                let orphan = drop_orphan(Arc::clone(shared), task_id.clone(), lease, fail.clone());
+                tokio::spawn(orphan);
             }
             return Err(fail.into());
         }
@@ -98,20 +99,17 @@ pub(super) async fn release(shared: &Arc<Shared>, token: &ClaimToken) -> Result<
     shared.inner.claims.released(&token.task_id, token.fence);
     match release_key(shared, &key, token.fence as i64).await {
         Ok(()) => Ok(()),
-        Err(Fail::Unavailable(reason)) => {
+        Err(mut fail @ Fail::Unavailable(_)) => {
             // Keep trying in the background: a claim nobody releases would hold the message as long as the
             // session lives.
-            tracing::debug!(task_id = %token.task_id, %reason, "release failed; retrying in the background");
             let shared = Arc::clone(shared);
             let fence = token.fence as i64;
+            let what = format!("releasing the claim of task {}", token.task_id);
             tokio::spawn(async move {
-                let mut delay = Duration::from_millis(100);
-                while !shared.closed.is_cancelled() {
-                    tokio::time::sleep(delay).await;
+                let mut retries = Retries::new(&shared.inner);
+                while retries.after(&fail, &what, shared.closed.cancelled()).await {
                     match release_key(&shared, &key, fence).await {
-                        Err(Fail::Unavailable(_)) => {
-                            delay = (delay * 2).min(Duration::from_secs(5))
-                        }
+                        Err(again @ Fail::Unavailable(_)) => fail = again,
                         _ => return,
                     }
                 }
@@ -124,16 +122,19 @@ pub(super) async fn release(shared: &Arc<Shared>, token: &ClaimToken) -> Result<
 
 /// After a claim whose answer was lost: deletes the claim of the task if it is on this session's lease and no claim
 /// this process knows (held, or being made) explains it.
-async fn drop_orphan(shared: Arc<Shared>, task_id: String, lease: i64) {
+async fn drop_orphan(shared: Arc<Shared>, task_id: String, lease: i64, fail: Fail) {
     let inner = Arc::clone(&shared.inner);
     let key = inner.keys.claim(&task_id);
-    let mut delay = Duration::from_millis(200);
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = shared.closed.cancelled() => return,
-        }
-        delay = (delay * 2).min(Duration::from_secs(5));
+    let mut retries = Retries::new(&inner);
+    let mut fail = fail;
+    while retries
+        .after(
+            &fail,
+            "looking for a claim whose answer was lost",
+            shared.closed.cancelled(),
+        )
+        .await
+    {
         if shared.lease.load(Ordering::Acquire) != lease {
             return;
         }
@@ -147,7 +148,10 @@ async fn drop_orphan(shared: Arc<Shared>, task_id: String, lease: i64) {
         .await
         {
             Ok(resp) => resp.kvs().first().cloned(),
-            Err(_) => continue,
+            Err(again) => {
+                fail = again;
+                continue;
+            }
         };
         let Some(claim) = claim else { return };
         if claim.lease() != lease
@@ -158,11 +162,9 @@ async fn drop_orphan(shared: Arc<Shared>, task_id: String, lease: i64) {
             return;
         }
         tracing::info!(task_id, "releasing a claim whose answer was lost");
-        if !matches!(
-            release_key(&shared, &key, claim.create_revision()).await,
-            Err(Fail::Unavailable(_))
-        ) {
-            return;
+        match release_key(&shared, &key, claim.create_revision()).await {
+            Err(again @ Fail::Unavailable(_)) => fail = again,
+            _ => return,
         }
     }
 }

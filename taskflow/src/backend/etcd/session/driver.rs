@@ -6,10 +6,10 @@ use super::feed::{View, cancelled_at};
 use super::lease::next_keep_alive;
 use crate::backend::FeedEvent;
 use crate::backend::etcd::error::Fail;
+use crate::backend::etcd::retries::Retries;
 use crate::backend::etcd::timed;
 use etcd_client::{LeaseKeepAliveStream, LeaseKeeper, WatchOptions, WatchResponse, WatchStream};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -158,8 +158,8 @@ impl Driver {
     /// signals of runs claimed before them are sent again after the snapshot: the watch events that told of them may
     /// be among those missed, and such a run may be here.
     pub(super) async fn resync(&mut self) {
-        let mut delay = Duration::from_millis(100);
         let inner = Arc::clone(&self.shared.inner);
+        let mut retries = Retries::new(&inner);
         loop {
             if self.shared.closed.is_cancelled() {
                 return;
@@ -179,9 +179,10 @@ impl Driver {
                     return;
                 }
                 Err(fail) => {
-                    tracing::debug!(error = %fail, "re-listing the feed failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
+                    let closed = self.shared.closed.cancelled();
+                    if !retries.after(&fail, "re-listing the feed", closed).await {
+                        return;
+                    }
                 }
             }
         }

@@ -5,11 +5,11 @@ use super::Shared;
 use super::driver::Driver;
 use crate::backend::FeedEvent;
 use crate::backend::etcd::error::Fail;
+use crate::backend::etcd::retries::Retries;
 use crate::backend::etcd::timed;
 use etcd_client::{LeaseKeepAliveStream, LeaseKeeper, PutOptions};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 use tokio::time::Instant;
 
 impl Shared {
@@ -99,7 +99,7 @@ impl Driver {
         self.keeper = None;
         self.sent = None;
         self.watch = None;
-        let mut delay = Duration::from_millis(100);
+        let mut retries = Retries::new(&self.shared.inner);
         loop {
             if self.shared.closed.is_cancelled() {
                 return;
@@ -112,12 +112,13 @@ impl Driver {
                     break;
                 }
                 Err(fail) => {
-                    tracing::debug!(error = %fail, "re-registering the worker failed; retrying");
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => {}
-                        () = self.shared.closed.cancelled() => return,
+                    let closed = self.shared.closed.cancelled();
+                    if !retries
+                        .after(&fail, "re-registering the worker", closed)
+                        .await
+                    {
+                        return;
                     }
-                    delay = (delay * 2).min(Duration::from_secs(2));
                 }
             }
         }
