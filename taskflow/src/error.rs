@@ -62,6 +62,16 @@ pub enum BackendError {
         #[source]
         source: Option<ErrorSource>,
     },
+    /// The storage is out of space and refuses writes until an operator frees some (etcd: its `NOSPACE` alarm). The
+    /// reason says what to do.
+    #[error("storage out of space: {reason}")]
+    NoSpace {
+        /// What happened and what to do, in words (including the source's message).
+        reason: String,
+        /// The underlying error, if any; also [`std::error::Error::source`].
+        #[source]
+        source: Option<ErrorSource>,
+    },
     /// A stored document could not be read.
     #[error("corrupt document `{key}`: {reason}")]
     Corrupt {

@@ -28,6 +28,8 @@ pub struct EtcdServer {
     metrics_port: u16,
     /// Server certificate and key (PEM files) when the client port uses TLS.
     tls: Option<(PathBuf, PathBuf)>,
+    /// More command-line flags for etcd.
+    flags: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -53,15 +55,22 @@ impl EtcdServer {
 
     /// [`start`](Self::start) with the data dir under `root` (e.g. the normal disk, for a benchmark with real fsyncs).
     pub fn start_in(root: &Path) -> Self {
-        Self::start_with(root, None)
+        Self::start_with(root, None, Vec::new())
     }
 
     /// Starts a fresh server whose client port uses TLS with this certificate and key (PEM files).
     pub fn start_tls(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
-        Self::start_with(&temp_root(), Some((cert.into(), key.into())))
+        Self::start_with(&temp_root(), Some((cert.into(), key.into())), Vec::new())
     }
 
-    fn start_with(root: &Path, tls: Option<(PathBuf, PathBuf)>) -> Self {
+    /// [`start`](Self::start) with more command-line flags for etcd (e.g. `--quota-backend-bytes=2097152`); they are
+    /// kept for [`restart`](Self::restart).
+    pub fn start_with_flags<S: Into<String>>(flags: impl IntoIterator<Item = S>) -> Self {
+        let flags = flags.into_iter().map(Into::into).collect();
+        Self::start_with(&temp_root(), None, flags)
+    }
+
+    fn start_with(root: &Path, tls: Option<(PathBuf, PathBuf)>, flags: Vec<String>) -> Self {
         let mut last_error = String::new();
         for _ in 0..3 {
             let dir = tempfile::Builder::new()
@@ -76,6 +85,7 @@ impl EtcdServer {
                 peer_port: free_port(),
                 metrics_port: free_port(),
                 tls: tls.clone(),
+                flags: flags.clone(),
             };
             match server.spawn() {
                 Ok(()) => return server,
@@ -146,6 +156,7 @@ impl EtcdServer {
             ))
             .arg("--logger=zap")
             .arg("--log-level=warn")
+            .args(&self.flags)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err_log)
@@ -204,10 +215,16 @@ impl EtcdServer {
 
     /// The sum of a metric's samples (all label sets) in the server's Prometheus metrics.
     pub fn metric(&self, name: &str) -> f64 {
+        self.metric_with(name, "")
+    }
+
+    /// The sum of a metric's samples whose labels contain `label` (e.g. `grpc_code="ResourceExhausted"`).
+    pub fn metric_with(&self, name: &str, label: &str) -> f64 {
         self.metrics()
             .lines()
             .filter(|line| !line.starts_with('#'))
             .filter(|line| line.split(['{', ' ']).next() == Some(name))
+            .filter(|line| line.contains(label))
             .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     }

@@ -1,16 +1,20 @@
-//! etcd's request limit reached by a step's result or a callback's: it fails with a clear message, nothing is lost.
+//! etcd's limits: its request limit reached by a step's result or a callback's (it fails with a clear message, nothing
+//! is lost), and its space quota reached (a clear error; workers survive it).
 #![cfg(feature = "etcd")]
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use taskflow::backend::etcd::etcd_client;
-use taskflow::{
-    CallbackError, CallbackResult, Engine, Error, Step, StepOptions, StepStatus, Task, TaskInfo,
-    TaskOptions, TaskStatus, callback_fn, step_fn,
+use taskflow::backend::etcd::etcd_client::{
+    self, AlarmAction, AlarmOptions, AlarmType, CompactionOptions, DeleteOptions,
 };
-use taskflow_tests::etcd::backend_with;
+use taskflow::backend::{FeedEvent, WorkerSpec};
+use taskflow::{
+    Backend, BackendError, CallbackError, CallbackResult, Engine, Error, RetryPolicy, Step,
+    StepOptions, StepStatus, Task, TaskInfo, TaskOptions, TaskStatus, callback_fn, step_fn,
+};
+use taskflow_tests::etcd::{EtcdServer, backend_with, config, connect};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_step_result_fails_the_step_and_the_chain_goes_on() {
@@ -258,4 +262,250 @@ async fn a_large_corrupt_document_fails_its_task_with_an_excerpt() {
         &failed.message[..200]
     );
     worker.shutdown().await;
+}
+
+/// etcd's space quota for the out-of-space tests: 2 MiB, a few ballast values.
+const QUOTA: &str = "--quota-backend-bytes=2097152";
+
+/// Fills etcd with ballast values (outside the taskflow prefix) until it refuses a write for lack of space.
+async fn fill(client: &mut etcd_client::Client) {
+    let ballast = "x".repeat(256 * 1024);
+    for i in 0..64 {
+        if let Err(e) = client
+            .put(format!("/ballast/{i}"), ballast.as_str(), None)
+            .await
+        {
+            assert!(e.to_string().contains("database space exceeded"), "{e}");
+            return;
+        }
+    }
+    panic!("etcd took 16 MiB of ballast with a 2 MiB quota");
+}
+
+/// What an operator does: drop the ballast, compact the history, defragment, disarm the NOSPACE alarm.
+async fn free_space(client: &mut etcd_client::Client) {
+    let options = DeleteOptions::new().with_prefix();
+    let deleted = client.delete("/ballast/", Some(options)).await.unwrap();
+    let revision = deleted.header().unwrap().revision();
+    let compaction = CompactionOptions::new().with_physical();
+    client.compact(revision, Some(compaction)).await.unwrap();
+    client.defragment().await.unwrap();
+    let alarms = client
+        .alarm(AlarmAction::Get, AlarmType::None, None)
+        .await
+        .unwrap();
+    for alarm in alarms.alarms() {
+        let mut member = AlarmOptions::new();
+        member.with_member(alarm.member_id());
+        client
+            .alarm(AlarmAction::Deactivate, AlarmType::Nospace, Some(member))
+            .await
+            .unwrap();
+    }
+}
+
+/// How many requests etcd refused for lack of space so far (its gRPC `ResourceExhausted` answers).
+fn refusals(server: &EtcdServer) -> f64 {
+    server.metric_with(
+        "grpc_server_handled_total",
+        "grpc_code=\"ResourceExhausted\"",
+    )
+}
+
+/// Waits until etcd refused at least `count` requests for lack of space; returns how many it refused by then.
+async fn refused(server: &EtcdServer, count: f64) -> f64 {
+    let refused = async {
+        loop {
+            let refused = refusals(server);
+            if refused >= count {
+                return refused;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), refused)
+        .await
+        .unwrap_or_else(|_| panic!("etcd did not refuse {count} requests within 30 s"))
+}
+
+/// etcd out of space (its `--quota-backend-bytes` reached, the NOSPACE alarm raised): a dispatch fails with
+/// `BackendError::NoSpace`, whose message says what to do, and a running worker keeps running: the result of its
+/// running step cannot be stored, it tries to claim the task again at its own pace (no hot loop), and finishes it once
+/// an operator freed space.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_space_fails_a_dispatch_with_what_to_do_and_workers_survive_it() {
+    let server = EtcdServer::start_with_flags([QUOTA]);
+    let backend = connect(config(&server)).await;
+    let mut client = backend.client();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
+    let gated = {
+        let (runs, gate) = (runs.clone(), gate.clone());
+        step_fn("gated", move |_ctx| {
+            let (runs, gate, started_tx) = (runs.clone(), gate.clone(), started_tx.clone());
+            async move {
+                // The first run waits for the test; later ones (after redelivery) go through.
+                if runs.fetch_add(1, Ordering::SeqCst) == 0 {
+                    let _ = started_tx.send(());
+                    gate.acquire().await.expect("the gate stays open").forget();
+                }
+                Ok(())
+            }
+        })
+    };
+    let engine = Engine::builder()
+        .backend(backend)
+        .without_inventory()
+        .step(gated)
+        .build()
+        .unwrap();
+    let worker = engine.worker().start().await.unwrap();
+    let task = || {
+        let info = TaskInfo {
+            task_name: "space".into(),
+            ..Default::default()
+        };
+        Task::new(info, TaskOptions::default()).with_step(Step::new(
+            "a",
+            "gated",
+            StepOptions::default(),
+        ))
+    };
+    let id = engine.dispatch(task()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), started.recv())
+        .await
+        .expect("the step starts");
+
+    fill(&mut client).await;
+    let error = engine
+        .dispatch(task())
+        .await
+        .expect_err("etcd has no space for a task");
+    assert!(
+        matches!(error, Error::Backend(BackendError::NoSpace { .. })),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    for advice in ["compact", "defrag", "alarm disarm", "--quota-backend-bytes"] {
+        assert!(message.contains(advice), "no `{advice}` in: {message}");
+    }
+
+    // The step ends: its result is refused, the claim given back, and the worker claims the task again, refused each
+    // time, at its own pace: by the time etcd refused 3 more requests (the commit, then claims) it refused only a few
+    // (a hot loop makes thousands in the same time).
+    let before = refusals(&server);
+    gate.add_permits(1);
+    let after = refused(&server, before + 3.0).await;
+    assert!(
+        after <= before + 10.0,
+        "the worker hammers etcd: {} refusals",
+        after - before
+    );
+
+    free_space(&mut client).await;
+    let done = engine
+        .wait_timeout(&id, Duration::from_secs(30))
+        .await
+        .expect("the worker finishes the task once etcd has space again");
+    assert_eq!(done.status, TaskStatus::Success, "{}", done.message);
+    let next = engine.dispatch(task()).await.unwrap();
+    let next = engine
+        .wait_timeout(&next, Duration::from_secs(30))
+        .await
+        .expect("the worker serves new tasks");
+    assert_eq!(next.status, TaskStatus::Success, "{}", next.message);
+    worker.shutdown().await;
+}
+
+/// Log lines captured by a test's subscriber.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Logs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// A session whose lease is lost while etcd is out of space cannot register again (etcd refuses a new lease): it
+/// retries by the configured policy and logs the lack of space once for the whole episode, not on every retry; once
+/// an operator freed space it registers again. (A current-thread runtime, so that the subscriber sees the session's
+/// tasks.)
+#[tokio::test(flavor = "current_thread")]
+async fn a_session_logs_etcd_out_of_space_once_while_it_retries() {
+    let logs = Logs::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let server = EtcdServer::start_with_flags([QUOTA]);
+    let quick = RetryPolicy::default().max_delay(Duration::from_millis(100));
+    let backend = connect(
+        config(&server)
+            .lease_ttl(Duration::from_secs(2))
+            .retry(quick),
+    )
+    .await;
+    let spec = WorkerSpec {
+        worker_id: "w".into(),
+        node: "n".into(),
+        queues: vec!["default".into()],
+        executors: vec!["exec".into()],
+        callbacks: Vec::new(),
+    };
+    let (session, mut feed) = backend.open_session(spec).await.unwrap();
+    let next = async |feed: &mut tokio::sync::mpsc::UnboundedReceiver<FeedEvent>| {
+        tokio::time::timeout(Duration::from_secs(30), feed.recv())
+            .await
+            .expect("a feed event within 30 s")
+            .expect("the feed goes on")
+    };
+    assert!(matches!(next(&mut feed).await, FeedEvent::Snapshot(_)));
+    let mut client = backend.client();
+    fill(&mut client).await;
+
+    // The lease ends (revoked here, as if it had expired): the session tells the worker and tries to register again.
+    let registered = client.get(backend.keys().worker("w"), None).await.unwrap();
+    let lease = registered.kvs()[0].lease();
+    let before = refusals(&server);
+    client.lease_revoke(lease).await.unwrap();
+    assert!(matches!(next(&mut feed).await, FeedEvent::Lost(_)));
+    refused(&server, before + 5.0).await;
+
+    free_space(&mut client).await;
+    assert!(
+        matches!(next(&mut feed).await, FeedEvent::Snapshot(_)),
+        "registered again"
+    );
+    let text = logs.text();
+    assert_eq!(
+        text.matches("etcd is out of space").count(),
+        1,
+        "logged once per episode:\n{text}"
+    );
+    assert!(text.contains("--quota-backend-bytes"), "{text}");
+    assert!(text.contains("etcd accepts writes again"), "{text}");
+    session.close().await.unwrap();
 }

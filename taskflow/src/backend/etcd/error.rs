@@ -9,6 +9,8 @@ use std::sync::Arc;
 pub(crate) enum Fail {
     /// Transport failure, timeout, no leader, server busy: retry later.
     Unavailable(Cause),
+    /// etcd is out of space (`NOSPACE`): writes fail until an operator frees space.
+    NoSpace(Cause),
     /// The lease of the request is gone.
     LeaseNotFound(Cause),
     /// The request was compacted away (a read at an old revision).
@@ -48,12 +50,23 @@ impl fmt::Display for Cause {
 impl fmt::Display for Fail {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Unavailable(c) | Self::LeaseNotFound(c) | Self::Compacted(c) | Self::Other(c) => {
-                c.fmt(f)
-            }
+            Self::Unavailable(c)
+            | Self::NoSpace(c)
+            | Self::LeaseNotFound(c)
+            | Self::Compacted(c)
+            | Self::Other(c) => c.fmt(f),
         }
     }
 }
+
+/// What etcd answers to a write once its database reached `--quota-backend-bytes` (and to every write while its
+/// `NOSPACE` alarm is raised).
+const NO_SPACE: &str = "database space exceeded";
+
+/// What an operator does about [`NO_SPACE`].
+const NO_SPACE_REMEDY: &str = "etcd refuses writes until space is freed: compact its history (`etcdctl compact \
+    <revision>`, or run it with `--auto-compaction-retention`) and defragment it (`etcdctl defrag`), or raise its \
+    `--quota-backend-bytes`; then disarm its NOSPACE alarm (`etcdctl alarm disarm`)";
 
 impl From<etcd_client::Error> for Fail {
     fn from(error: etcd_client::Error) -> Self {
@@ -72,6 +85,12 @@ impl From<etcd_client::Error> for Fail {
             E::GRpcStatus(status) => {
                 let code: i32 = status.code().into();
                 match code {
+                    RESOURCE_EXHAUSTED if status.message().contains(NO_SPACE) => {
+                        return Self::NoSpace(Cause {
+                            message: format!("etcd: {error}. {NO_SPACE_REMEDY}"),
+                            source: Some(Arc::new(error)),
+                        });
+                    }
                     NOT_FOUND if status.message().contains("lease") => Self::LeaseNotFound,
                     OUT_OF_RANGE if status.message().contains("compacted") => Self::Compacted,
                     CANCELLED | UNKNOWN | DEADLINE_EXCEEDED | RESOURCE_EXHAUSTED | ABORTED
@@ -96,6 +115,10 @@ impl From<Fail> for BackendError {
     fn from(fail: Fail) -> Self {
         match fail {
             Fail::Unavailable(cause) | Fail::Compacted(cause) => BackendError::Unavailable {
+                reason: cause.message,
+                source: cause.source.map(|source| ErrorSource::shared(source)),
+            },
+            Fail::NoSpace(cause) => BackendError::NoSpace {
                 reason: cause.message,
                 source: cause.source.map(|source| ErrorSource::shared(source)),
             },

@@ -45,6 +45,7 @@ use etcd_client::{
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -63,6 +64,8 @@ pub(crate) struct Inner {
     cancel_lease: tokio::sync::Mutex<Option<(i64, Instant)>>,
     /// The claims this process holds or is making.
     claims: Claims,
+    /// etcd refused a write for lack of space and no write went through since (see `retries.rs`).
+    out_of_space: AtomicBool,
 }
 
 /// The claims this process holds (task id → fence) and the claim requests in flight (task id → count), to tell a
@@ -275,6 +278,7 @@ impl EtcdBackend {
                 config,
                 cancel_lease: tokio::sync::Mutex::new(None),
                 claims: Claims::default(),
+                out_of_space: AtomicBool::new(false),
             }),
         })
     }
@@ -505,6 +509,7 @@ impl Backend for EtcdBackend {
                 Err(fail) => return Err(fail.into()),
             };
             if reply.resp.succeeded() {
+                inner.has_space();
                 if let (true, Some(token)) = (t.release_claim, &t.claim) {
                     inner.claims.released(&task_id, token.fence);
                 }

@@ -67,6 +67,7 @@ pub(super) async fn claim(
     if !reply.resp.succeeded() {
         return Ok(None);
     }
+    inner.has_space();
     let fence = reply.revision as u64;
     inner.claims.held(task_id, fence);
     drop(attempt);

@@ -31,6 +31,7 @@ impl Shared {
             Some(PutOptions::new().with_lease(lease)),
         );
         timed(inner.config.request_timeout, put).await?;
+        inner.has_space();
         Ok(lease)
     }
 }

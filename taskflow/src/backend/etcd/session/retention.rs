@@ -2,7 +2,8 @@
 //! expired tasks every interval.
 
 use super::Shared;
-use crate::backend::etcd::{got, listing, timed};
+use crate::backend::etcd::error::Fail;
+use crate::backend::etcd::{listing, timed};
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,6 @@ pub(super) async fn retention(shared: Arc<Shared>, every: Duration) {
     let Some(retention) = shared.inner.config.retention else {
         return;
     };
-    let key = shared.inner.keys.retention_leader();
     loop {
         tokio::select! {
             () = tokio::time::sleep(every) => {}
@@ -20,27 +20,47 @@ pub(super) async fn retention(shared: Arc<Shared>, every: Duration) {
         }
         let Ok(lease) = shared.lease() else { continue };
         let inner = &shared.inner;
-        let txn = Txn::new()
-            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(
-                key.clone(),
-                shared.spec.worker_id.clone(),
-                Some(PutOptions::new().with_lease(lease)),
-            )])
-            .or_else([TxnOp::get(key.clone(), None)]);
-        let leader = match timed(inner.config.request_timeout, inner.client().txn(txn)).await {
-            Ok(resp) => {
-                resp.succeeded()
-                    || got(resp.op_responses().into_iter().next())
-                        .is_some_and(|kv| kv.lease() == lease)
+        match lead(&shared, lease).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(fail @ Fail::NoSpace(_)) => {
+                inner.out_of_space("the retention election", &fail);
+                continue;
             }
-            Err(_) => false,
-        };
-        if !leader {
-            continue;
+            Err(fail) => {
+                tracing::debug!(error = %fail, "the retention election failed");
+                continue;
+            }
         }
         if let Err(fail) = listing::clean_expired(inner, retention).await {
             tracing::debug!(error = %fail, "retention pass failed");
         }
     }
+}
+
+/// Whether this session (on `lease`) is the retention cleaner, becoming it if nobody is. A sitting cleaner only reads
+/// (no raft proposal, and it goes on deleting while etcd is out of space: deletes need no space).
+async fn lead(shared: &Shared, lease: i64) -> Result<bool, Fail> {
+    let inner = &shared.inner;
+    let key = inner.keys.retention_leader();
+    let leader = timed(
+        inner.config.request_timeout,
+        inner.client().get(key.clone(), None),
+    )
+    .await?;
+    if let Some(leader) = leader.kvs().first() {
+        return Ok(leader.lease() == lease);
+    }
+    let campaign = Txn::new()
+        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+        .and_then([TxnOp::put(
+            key,
+            shared.spec.worker_id.clone(),
+            Some(PutOptions::new().with_lease(lease)),
+        )]);
+    let won = timed(inner.config.request_timeout, inner.client().txn(campaign))
+        .await?
+        .succeeded();
+    inner.has_space();
+    Ok(won)
 }
