@@ -441,6 +441,137 @@ async fn corrupt_documents() {
     w.close().await.unwrap();
 }
 
+/// A message whose task document does not exist (e.g. the document deleted by hand) is deleted, once, by the worker
+/// that tries to claim it. (It was claimed and released in a hot loop: each release announced the message again,
+/// about 1000 etcd writes a second, forever.) The window ends with events: the message's deletion, then the end of a
+/// task served afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_without_its_document_is_deleted_not_claimed_in_a_loop() {
+    let (_server, backend) = server().await;
+    let ghost = task("ghost", TaskOptions::default(), &[("s", None)]);
+    let message = Message::of(&ghost).unwrap();
+    let message_key = backend.keys().message(&message.route, &ghost.task_id);
+    let claim_key = backend.keys().claim(&ghost.task_id);
+    let mut client = backend.client();
+    let put = client
+        .put(
+            message_key.clone(),
+            serde_json::to_vec(&message).unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+    // Every message and claim change from then on.
+    let (start, end) = backend.keys().feed_range();
+    let options = etcd_client::WatchOptions::new()
+        .with_range(end)
+        .with_start_revision(put.header().unwrap().revision() + 1);
+    let mut changes = client.watch(start, Some(options)).await.unwrap();
+    let engine = taskflow::Engine::builder()
+        .backend(backend.clone())
+        .without_inventory()
+        .step(taskflow::step_fn("exec", |_ctx| async { Ok(()) }))
+        .build()
+        .unwrap();
+    let worker = engine.worker().start().await.unwrap();
+
+    let mut ghost_claims = 0;
+    let deleted = async {
+        loop {
+            let response = changes.message().await.unwrap().expect("the watch goes on");
+            for event in response.events() {
+                let kv = event.kv().expect("an event has a key");
+                let put = event.event_type() == etcd_client::EventType::Put;
+                if kv.key() == claim_key.as_bytes() && put {
+                    ghost_claims += 1;
+                    assert!(
+                        ghost_claims <= 1,
+                        "claimed {ghost_claims} times, the message still there"
+                    );
+                }
+                if kv.key() == message_key.as_bytes() {
+                    assert!(!put, "the message was written again");
+                    return;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), deleted)
+        .await
+        .expect("the message without a document is deleted");
+
+    // Nothing more happens to it while the worker serves another task, to its end.
+    let served = task("served", TaskOptions::default(), &[("s", None)]);
+    let served_message = Message::of(&served).unwrap();
+    let served_key = backend
+        .keys()
+        .message(&served_message.route, &served.task_id);
+    let id = engine.dispatch(served).await.unwrap();
+    let ended = async {
+        loop {
+            let response = changes.message().await.unwrap().expect("the watch goes on");
+            for event in response.events() {
+                let kv = event.kv().expect("an event has a key");
+                assert!(
+                    kv.key() != message_key.as_bytes() && kv.key() != claim_key.as_bytes(),
+                    "the missing task's keys changed again: {event:?}"
+                );
+                if kv.key() == served_key.as_bytes()
+                    && event.event_type() == etcd_client::EventType::Delete
+                {
+                    return;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), ended)
+        .await
+        .expect("the served task ends");
+    let done = engine.wait(&id).await.unwrap();
+    assert_eq!(done.status, TaskStatus::Success, "{}", done.message);
+    assert!(backend.get(&ghost.task_id).await.unwrap().is_none());
+    worker.shutdown().await;
+}
+
+/// The contract of the case above: a claim of a message whose document does not exist claims nothing and deletes the
+/// message (the feed says `Remove`); a task created under that id afterwards is claimed as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claiming_a_message_without_its_document_deletes_it() {
+    let (_server, backend) = server().await;
+    let ghost = task("ghost", TaskOptions::default(), &[("s", None)]);
+    let message = Message::of(&ghost).unwrap();
+    let message_key = backend.keys().message(&message.route, &ghost.task_id);
+    let json = serde_json::to_vec(&message).unwrap();
+    backend
+        .client()
+        .put(message_key.clone(), json, None)
+        .await
+        .unwrap();
+    let (w, mut feed) = backend
+        .open_session(spec("w", "n", &["default"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut feed).await,
+        FeedEvent::Snapshot(vec![message.clone()])
+    );
+    assert!(w.claim(&message).await.unwrap().is_none());
+    assert_eq!(
+        next(&mut feed).await,
+        FeedEvent::Remove {
+            task_id: ghost.task_id.clone()
+        }
+    );
+    let left = backend.client().get(message_key, None).await.unwrap();
+    assert!(left.kvs().is_empty(), "the message is deleted");
+
+    backend.create(&Arc::new(ghost.clone())).await.unwrap();
+    assert_eq!(next(&mut feed).await, FeedEvent::Upsert(message.clone()));
+    let claimed = w.claim(&message).await.unwrap().expect("claimed");
+    assert_eq!(claimed.task.unwrap().value.task_id, ghost.task_id);
+    w.close().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listing_and_wait_change() {
     let (_server, backend) = server().await;

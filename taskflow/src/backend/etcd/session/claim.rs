@@ -1,5 +1,5 @@
-//! Claims: the claim transaction, releases (retried in the background while etcd is unreachable) and the clean-up of
-//! a claim whose answer was lost.
+//! Claims: the claim transaction (which deletes a message whose task document does not exist), releases (retried in
+//! the background while etcd is unreachable) and the clean-up of a claim whose answer was lost.
 
 use super::Shared;
 use super::feed::{claimed, known};
@@ -10,11 +10,13 @@ use crate::backend::etcd::{got, message_json, timed};
 use crate::backend::{ClaimToken, Claimed, CorruptTask, Message, Stored};
 use crate::error::BackendError;
 use crate::model::Task;
-use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-/// Claims a message for the session: see [`Session::claim`](crate::backend::Session::claim).
+/// Claims a message for the session: see [`Session::claim`](crate::backend::Session::claim). A message whose task
+/// document does not exist (deleted by hand) is deleted instead, in the same transaction (so a task created again
+/// meanwhile keeps its message), and logged: a claim of it would be released and announced again, forever.
 pub(super) async fn claim(
     shared: &Arc<Shared>,
     message: &Message,
@@ -30,25 +32,34 @@ pub(super) async fn claim(
     }
     let claim_key = keys.claim(task_id);
     let doc_key = keys.task(task_id);
-    let txn = Txn::new()
-        .when([
-            Compare::create_revision(claim_key.clone(), CompareOp::Equal, 0),
-            message_guard(shared, message),
-        ])
-        .and_then([
+    let message_key = keys.message(&message.route, task_id);
+    let claim_or_clean_up = Txn::new()
+        .when([Compare::create_revision(
+            doc_key.clone(),
+            CompareOp::Equal,
+            0,
+        )])
+        .and_then([TxnOp::delete(message_key.clone(), None)])
+        .or_else([
             TxnOp::put(
                 claim_key.clone(),
                 shared.spec.worker_id.clone(),
                 Some(PutOptions::new().with_lease(lease)),
             ),
-            TxnOp::get(doc_key.clone(), None),
+            TxnOp::get(doc_key, None),
         ]);
+    let txn = Txn::new()
+        .when([
+            Compare::create_revision(claim_key, CompareOp::Equal, 0),
+            message_guard(shared, &message_key, message),
+        ])
+        .and_then([TxnOp::txn(claim_or_clean_up)]);
     let attempt = inner.claims.attempt(task_id);
     let reply = match inner
         .submit(Job {
             task: task_id.clone(),
             txn,
-            ops: 5,
+            ops: 7,
             bytes: 512,
         })
         .await
@@ -67,6 +78,15 @@ pub(super) async fn claim(
     if !reply.resp.succeeded() {
         return Ok(None);
     }
+    let Some(TxnOpResponse::Txn(claimed)) = reply.resp.op_responses().into_iter().next() else {
+        return Err(BackendError::Other(
+            "etcd answered a claim with a malformed response".to_owned(),
+        ));
+    };
+    if claimed.succeeded() {
+        tracing::warn!(key = %message_key, "deleted a message whose task document does not exist");
+        return Ok(None);
+    }
     inner.has_space();
     let fence = reply.revision as u64;
     inner.claims.held(task_id, fence);
@@ -75,10 +95,11 @@ pub(super) async fn claim(
         task_id: task_id.clone(),
         fence,
     };
-    let Some(doc) = got(reply.resp.op_responses().into_iter().nth(1)) else {
-        // A message without a document (deleted meanwhile): nothing to do.
+    let Some(doc) = got(claimed.op_responses().into_iter().nth(1)) else {
         let _ = release(shared, &token).await;
-        return Ok(None);
+        return Err(BackendError::Other(
+            "etcd answered a claim without the task document".to_owned(),
+        ));
     };
     let task = match serde_json::from_slice::<Task>(doc.value()) {
         Ok(value) => Ok(Stored {
@@ -172,8 +193,7 @@ async fn drop_orphan(shared: Arc<Shared>, task_id: String, lease: i64, fail: Fai
 
 /// The guard that the message is still the one the worker saw: its mod revision as the feed saw it when the feed
 /// knows the same message (the engine may only have postponed its due time), else its exact value.
-fn message_guard(shared: &Shared, message: &Message) -> Compare {
-    let key = shared.inner.keys.message(&message.route, &message.task_id);
+fn message_guard(shared: &Shared, key: &str, message: &Message) -> Compare {
     let seen = known(&shared.known).get(&message.task_id).cloned();
     match seen {
         Some((seen, revision))
