@@ -6,7 +6,8 @@
 //! larger transactions). A batch holds at most one request per task (etcd evaluates every nested guard before any
 //! write and rejects a transaction that writes a key twice), at most `max_batch_ops` operations and ~1 MiB. If etcd
 //! rejects a batch for a reason that is not a transport failure (e.g. a lease that expired), its requests are sent
-//! one by one so only the faulty one fails.
+//! one by one so only the faulty one fails. Every batch carries a write that is never made, so that etcd counts it
+//! against its space quota (see [`KeyLayout::space_check`](super::KeyLayout::space_check)).
 
 use super::error::Fail;
 use etcd_client::{Client, KvClient, Txn, TxnOp, TxnOpResponse, TxnResponse};
@@ -59,13 +60,14 @@ pub(crate) struct Limits {
 }
 
 impl Batcher {
-    pub(crate) fn start(client: &Client, limits: Limits) -> Self {
+    /// Starts the batcher; `space_check` is the key of [`KeyLayout::space_check`](super::KeyLayout::space_check).
+    pub(crate) fn start(client: &Client, limits: Limits, space_check: String) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         // Claims answer with task documents (up to 1.5 MiB each): a batch's answer may exceed tonic's 4 MiB default.
         let client = client
             .kv_client()
             .max_decoding_message_size(MAX_RESPONSE_BYTES);
-        tokio::spawn(run(client, limits, rx));
+        tokio::spawn(run(client, limits, rx, Arc::from(space_check)));
         Self { tx }
     }
 
@@ -80,7 +82,12 @@ impl Batcher {
     }
 }
 
-async fn run(client: KvClient, limits: Limits, mut rx: mpsc::UnboundedReceiver<Queued>) {
+async fn run(
+    client: KvClient,
+    limits: Limits,
+    mut rx: mpsc::UnboundedReceiver<Queued>,
+    space_check: Arc<str>,
+) {
     let permits = Arc::new(Semaphore::new(limits.max_in_flight));
     let mut deferred: VecDeque<Queued> = VecDeque::new();
     loop {
@@ -127,8 +134,9 @@ async fn run(client: KvClient, limits: Limits, mut rx: mpsc::UnboundedReceiver<Q
             deferred = carry;
         }
         let client = client.clone();
+        let space_check = Arc::clone(&space_check);
         tokio::spawn(async move {
-            send(client, batch, limits.timeout).await;
+            send(client, batch, limits.timeout, &space_check).await;
             drop(permit);
         });
     }
@@ -143,7 +151,7 @@ async fn txn(client: &mut KvClient, txn: Txn, timeout: Duration) -> Result<TxnRe
     }
 }
 
-async fn send(mut client: KvClient, mut batch: Vec<Queued>, timeout: Duration) {
+async fn send(mut client: KvClient, mut batch: Vec<Queued>, timeout: Duration, space_check: &str) {
     if batch.len() == 1 {
         let Some(one) = batch.pop() else { return };
         let result = txn(&mut client, one.job.txn, timeout)
@@ -159,7 +167,11 @@ async fn send(mut client: KvClient, mut batch: Vec<Queued>, timeout: Duration) {
         .iter()
         .map(|q| TxnOp::txn(q.job.txn.clone()))
         .collect();
-    match txn(&mut client, Txn::new().and_then(ops), timeout).await {
+    // No guard: the `else` branch is never taken; its write makes etcd count the batch against its space quota.
+    let batched = Txn::new()
+        .and_then(ops)
+        .or_else([TxnOp::put(space_check, "", None)]);
+    match txn(&mut client, batched, timeout).await {
         Ok(resp) => {
             let revision = resp.header().map_or(0, |h| h.revision());
             let mut responses = resp.op_responses().into_iter();

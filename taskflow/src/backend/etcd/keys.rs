@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 /// {prefix}/msgs/{route.key()}/{task_id}           the task's message (Message JSON) on its route
 /// {prefix}/retention/ends/{end_ms:020}/{task_id}  ended task, for the retention cleaner
 /// {prefix}/retention/leader                       the elected retention cleaner (worker lease)
+/// {prefix}/space-check                            never written (see KeyLayout::space_check)
 /// {prefix}/summary/{task_id}                      listing summary (type, name, index, status, times)
 /// {prefix}/tasks/{task_id}                        the task document (Task JSON)
 /// {prefix}/workers/{worker_id}                    live worker (worker lease; value = WorkerSpec JSON)
@@ -144,6 +145,14 @@ impl KeyLayout {
         format!("{}/retention/leader", self.root)
     }
 
+    /// A key that is never written. Every batch puts it in its `else` branch, which is never taken (a batch has no
+    /// guard of its own), so that etcd counts the batch against its space quota: etcd versions without the fix of
+    /// etcd-io/etcd#22134 (3.4, 3.5 before it) count only the writes of the top level of a transaction there, and let
+    /// the nested writes of a batch through while it refuses every other write for lack of space.
+    pub fn space_check(&self) -> String {
+        format!("{}/space-check", self.root)
+    }
+
     /// The range a worker's feed watches: `[{prefix}/cancel/, {prefix}/msgs0)`.
     pub fn feed_range(&self) -> (String, String) {
         (
@@ -208,6 +217,7 @@ mod tests {
             keys.summary("t"),
             keys.worker("w"),
             keys.retention_leader(),
+            keys.space_check(),
             keys.ended(Utc::now(), "t"),
         ] {
             assert!(!inside(&outside), "{outside} must not be in the feed range");

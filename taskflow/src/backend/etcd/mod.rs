@@ -269,7 +269,7 @@ impl EtcdBackend {
             timeout: config.request_timeout,
         };
         let keys = KeyLayout::new(&config.prefix);
-        let batcher = Batcher::start(&client, limits);
+        let batcher = Batcher::start(&client, limits, keys.space_check());
         Ok(Self {
             inner: Arc::new(Inner {
                 client,

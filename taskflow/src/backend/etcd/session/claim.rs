@@ -33,33 +33,38 @@ pub(super) async fn claim(
     let claim_key = keys.claim(task_id);
     let doc_key = keys.task(task_id);
     let message_key = keys.message(&message.route, task_id);
-    let claim_or_clean_up = Txn::new()
-        .when([Compare::create_revision(
-            doc_key.clone(),
-            CompareOp::Equal,
-            0,
-        )])
-        .and_then([TxnOp::delete(message_key.clone(), None)])
-        .or_else([
+    let unclaimed = Compare::create_revision(claim_key.clone(), CompareOp::Equal, 0);
+    let unchanged = message_guard(shared, &message_key, message);
+    // The claim's write stays at the top level: etcd versions that ignore nested writes in their space quota (see
+    // `KeyLayout::space_check`) would let a nested claim through while they refuse every other write.
+    let clean_up = Txn::new()
+        .when([
+            unclaimed.clone(),
+            unchanged.clone(),
+            Compare::create_revision(doc_key.clone(), CompareOp::Equal, 0),
+        ])
+        .and_then([TxnOp::delete(message_key.clone(), None)]);
+    let txn = Txn::new()
+        .when([
+            unclaimed,
+            unchanged,
+            Compare::create_revision(doc_key.clone(), CompareOp::Greater, 0),
+        ])
+        .and_then([
             TxnOp::put(
-                claim_key.clone(),
+                claim_key,
                 shared.spec.worker_id.clone(),
                 Some(PutOptions::new().with_lease(lease)),
             ),
             TxnOp::get(doc_key, None),
-        ]);
-    let txn = Txn::new()
-        .when([
-            Compare::create_revision(claim_key, CompareOp::Equal, 0),
-            message_guard(shared, &message_key, message),
         ])
-        .and_then([TxnOp::txn(claim_or_clean_up)]);
+        .or_else([TxnOp::txn(clean_up)]);
     let attempt = inner.claims.attempt(task_id);
     let reply = match inner
         .submit(Job {
             task: task_id.clone(),
             txn,
-            ops: 7,
+            ops: 10,
             bytes: 512,
         })
         .await
@@ -76,15 +81,11 @@ pub(super) async fn claim(
         }
     };
     if !reply.resp.succeeded() {
-        return Ok(None);
-    }
-    let Some(TxnOpResponse::Txn(claimed)) = reply.resp.op_responses().into_iter().next() else {
-        return Err(BackendError::Other(
-            "etcd answered a claim with a malformed response".to_owned(),
-        ));
-    };
-    if claimed.succeeded() {
-        tracing::warn!(key = %message_key, "deleted a message whose task document does not exist");
+        if let Some(TxnOpResponse::Txn(clean_up)) = reply.resp.op_responses().into_iter().next()
+            && clean_up.succeeded()
+        {
+            tracing::warn!(key = %message_key, "deleted a message whose task document does not exist");
+        }
         return Ok(None);
     }
     inner.has_space();
@@ -95,7 +96,7 @@ pub(super) async fn claim(
         task_id: task_id.clone(),
         fence,
     };
-    let Some(doc) = got(claimed.op_responses().into_iter().nth(1)) else {
+    let Some(doc) = got(reply.resp.op_responses().into_iter().nth(1)) else {
         let _ = release(shared, &token).await;
         return Err(BackendError::Other(
             "etcd answered a claim without the task document".to_owned(),
