@@ -22,7 +22,6 @@ use crate::time::until;
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use std::collections::BTreeMap;
-use std::ops::Range;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -529,8 +528,6 @@ struct Driver {
     stored: Stored<Arc<Task>>,
     /// An earlier revision of the document nobody else holds: the next draft reuses its buffers.
     spare: Option<Arc<Task>>,
-    /// When `spare` is the revision just before the committed one: the only steps in which they differ.
-    spare_lag: Option<Range<usize>>,
     message: Message,
     /// The message before `message`, whose buffers the next one reuses.
     spare_message: Option<Message>,
@@ -575,7 +572,6 @@ impl Driver {
             token: claimed.token,
             stored,
             spare,
-            spare_lag: None,
             message,
             spare_message: None,
             holding: true,
@@ -639,7 +635,7 @@ impl Driver {
         match machine::plan(&self.stored.value, name, now, can_run) {
             Plan::Release => None,
             Plan::Commit(task) => {
-                self.commit_and_continue(Draft::rewritten(*task), false, now)
+                self.commit_and_continue(Draft::new(*task), false, now)
                     .await
             }
             // Also when a shutdown began meanwhile (during the claim or the commit that started the step).
@@ -657,7 +653,7 @@ impl Driver {
     async fn run_step(&mut self, index: usize, started: bool) -> Option<Message> {
         if !started {
             let mut started = self.draft();
-            machine::start_step(started.edit(index..index + 1), index, Utc::now());
+            machine::start_step(started.edit(), index, Utc::now());
             if self.commit(started, false, false).await != Committed::Applied {
                 return None;
             }
@@ -701,7 +697,7 @@ impl Driver {
                 }
                 // Finishing a step also schedules the next one.
                 machine::finish_step(
-                    task.edit(index..index + 2),
+                    task.edit(),
                     index,
                     outcome,
                     now,
@@ -710,7 +706,7 @@ impl Driver {
                 self.commit_and_continue(task, false, now).await
             }
             Err(Interrupt::TaskTimeout) => {
-                machine::time_out(task.edit(index..index + 1), now);
+                machine::time_out(task.edit(), now);
                 self.commit_and_continue(task, true, now).await
             }
             Err(Interrupt::Cancelled | Interrupt::Shutdown) => None,
@@ -838,7 +834,7 @@ impl Driver {
         }
         let mut done = task;
         let now = Utc::now();
-        machine::record_callback(done.edit(0..0), result, now);
+        machine::record_callback(done.edit(), result, now);
         self.commit_and_continue(done, false, now).await
     }
 
@@ -859,7 +855,7 @@ impl Driver {
             && let Work::Step { step, .. } = &message.work
             && let Plan::Run(index) = machine::plan(&task, step, now, true)
         {
-            machine::start_step(task.edit(index..index + 1), index, now);
+            machine::start_step(task.edit(), index, now);
             // Starting sets the task's start (the first time), hence its deadline; nothing else of the message moves.
             message.deadline = task.deadline();
             started = Some(index);
@@ -881,46 +877,17 @@ impl Driver {
         next
     }
 
-    /// A copy of the committed document to change, reusing the spare revision when there is one: when it is the
-    /// revision just before, only the fields a transition may change (`refresh_from`) of the task and of the steps the
-    /// last commit touched are copied.
+    /// A copy of the committed document to change, written into the buffers of the spare revision when there is
+    /// one (`clone_from` copies strings and vectors into the buffers already there).
     fn draft(&mut self) -> Draft {
-        let lag = self.spare_lag.take();
-        let stored = &self.stored.value;
-        let task = match self.spare.take() {
+        let committed = &self.stored.value;
+        Draft(match self.spare.take() {
             Some(mut spare) => {
-                let copy = Arc::make_mut(&mut spare);
-                match lag {
-                    Some(steps) if copy.steps.len() == stored.steps.len() => {
-                        copy.refresh_from(stored);
-                        let end = steps.end.min(stored.steps.len());
-                        let steps = steps.start.min(end)..end;
-                        for index in steps.clone() {
-                            copy.steps[index].refresh_from(&stored.steps[index]);
-                        }
-                        if let Some(index) = first_undeclared_change(copy, stored, &steps) {
-                            tracing::error!(
-                                step = index,
-                                "worker bug: a transition changed a step it did not declare; copying the whole document"
-                            );
-                            debug_assert!(false, "undeclared change of step {index}");
-                            copy.clone_from(stored);
-                        }
-                    }
-                    _ => copy.clone_from(stored),
-                }
-                debug_assert!(
-                    *copy == **stored,
-                    "a recycled draft differs from the committed document: a transition changed a step it did not declare, or a fixed field"
-                );
+                Arc::make_mut(&mut spare).clone_from(committed);
                 spare
             }
-            None => Arc::new(Task::clone(stored)),
-        };
-        Draft {
-            task,
-            touched: Some(0..0),
-        }
+            None => Arc::new(Task::clone(committed)),
+        })
     }
 
     fn can_continue(&self, message: &Message, now: DateTime<Utc>) -> bool {
@@ -939,7 +906,7 @@ impl Driver {
         loop {
             let transition = Transition {
                 previous: Some(&self.message),
-                task: Arc::clone(&draft.task),
+                task: Arc::clone(&draft.0),
                 expected_revision: self.stored.revision,
                 claim: Some(&self.token),
                 release_claim: release,
@@ -953,17 +920,13 @@ impl Driver {
                     let mut previous = std::mem::replace(
                         &mut self.stored,
                         Stored {
-                            value: draft.task,
+                            value: draft.0,
                             revision,
                         },
                     );
-                    // Unless a step context or a reader still holds it, the old revision becomes the next draft;
-                    // otherwise an older spare may stay, but how it differs from this revision is unknown.
+                    // Unless a step context or a reader still holds it, the old revision becomes the next draft.
                     if Arc::get_mut(&mut previous.value).is_some() {
                         self.spare = Some(previous.value);
-                        self.spare_lag = draft.touched;
-                    } else {
-                        self.spare_lag = None;
                     }
                     if release {
                         self.holding = false;
@@ -986,7 +949,7 @@ impl Driver {
                         limit,
                         "the task document is too large; failing the step"
                     );
-                    draft = Draft::rewritten(self.oversized(size, limit));
+                    draft = Draft::new(self.oversized(size, limit));
                     (release, replaced) = (true, true);
                 }
                 Err(e) => {
@@ -1034,56 +997,18 @@ impl Driver {
     }
 }
 
-/// The first step outside `declared` in which a recycled draft visibly lags the committed document. Every transition
-/// of a step changes one of these fields, so checking them (cheap, no allocation) catches a wrong declaration in
-/// release builds too, where it would otherwise commit an old version of that step.
-fn first_undeclared_change(draft: &Task, stored: &Task, declared: &Range<usize>) -> Option<usize> {
-    draft
-        .steps
-        .iter()
-        .zip(&stored.steps)
-        .enumerate()
-        .filter(|(index, _)| !declared.contains(index))
-        .find(|(_, (old, new))| {
-            old.status != new.status
-                || old.attempt != new.attempt
-                || old.retry_count != new.retry_count
-                || old.skipped != new.skipped
-                || old.due_at != new.due_at
-                || old.end != new.end
-                || old.last_update != new.last_update
-        })
-        .map(|(index, _)| index)
-}
-
-/// A changed copy of the committed document on its way to a commit, with the steps it changed.
-struct Draft {
-    task: Arc<Task>,
-    /// The steps changed (the task's own fields always count as changed); `None`: unknown, maybe all.
-    touched: Option<Range<usize>>,
-}
+/// A copy of the committed document, changed on its way to a commit.
+struct Draft(Arc<Task>);
 
 impl Draft {
-    /// A document changed in ways not tracked step by step.
-    fn rewritten(task: Task) -> Self {
-        Self {
-            task: Arc::new(task),
-            touched: None,
-        }
+    /// A document built apart from the committed one (a plan's commit, a failure replacing an oversized change).
+    fn new(task: Task) -> Self {
+        Self(Arc::new(task))
     }
 
-    /// The document, to change the task's fields and at most the steps in `steps`.
-    fn edit(&mut self, steps: Range<usize>) -> &mut Task {
-        self.touched = self.touched.take().map(|touched| {
-            if touched.is_empty() {
-                steps
-            } else if steps.is_empty() {
-                touched
-            } else {
-                touched.start.min(steps.start)..touched.end.max(steps.end)
-            }
-        });
-        Arc::make_mut(&mut self.task)
+    /// The document, to change (the draft is its only holder: nothing is copied).
+    fn edit(&mut self) -> &mut Task {
+        Arc::make_mut(&mut self.0)
     }
 }
 
@@ -1091,7 +1016,7 @@ impl std::ops::Deref for Draft {
     type Target = Task;
 
     fn deref(&self) -> &Task {
-        &self.task
+        &self.0
     }
 }
 
