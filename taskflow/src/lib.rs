@@ -50,6 +50,8 @@ mod registry;
 mod render;
 mod step;
 mod sync;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 mod time;
 
 /// The hash map of hot internal tables (task ids, executor names): foldhash, seeded per process, several times
@@ -70,14 +72,12 @@ pub use backend::{Backend, SortField, TaskPage, TaskQuery};
 pub use callback::{Callback, CallbackError, FnCallback, TaskOutcome, callback_fn};
 pub use context::StepContext;
 pub use engine::{Backoff, Engine, EngineBuilder, RetryFrom, RetryRequest, Worker, WorkerBuilder};
-pub use error::{BackendError, Error, Result};
+pub use error::{BackendError, Error, RegistryError, Result};
 pub use flow::{TaskBuilder, TaskMgr};
 pub use model::{
     CallbackResult, Route, Step, StepOptions, StepStatus, Task, TaskInfo, TaskOptions, TaskStatus,
 };
-pub use registry::{
-    CallbackRegistration, FlowRegistration, Origin, Registry, RegistryError, StepRegistration,
-};
+pub use registry::{CallbackRegistration, FlowRegistration, Origin, Registry, StepRegistration};
 pub use render::Renderer;
 pub use step::{FnStep, StepError, StepMgr, step_fn};
 /// Registers an `async fn` as a step executor, checked at compile time.

@@ -7,6 +7,7 @@ mod metrics;
 mod worker;
 
 pub use backoff::Backoff;
+#[cfg(feature = "test-util")]
 pub(crate) use worker::DRIVER_PANICS;
 pub use worker::{Worker, WorkerBuilder};
 

@@ -30,11 +30,12 @@ mod recovery;
 mod scheduler;
 mod shared;
 
+#[cfg(feature = "test-util")]
 pub(crate) use scheduler::DRIVER_PANICS;
 
 use super::Engine;
 use crate::backend::WorkerSpec;
-use crate::error::Result;
+use crate::error::{RegistryError, Result};
 use shared::Shared;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -136,7 +137,7 @@ impl WorkerBuilder {
             }
         }
         if !problems.is_empty() {
-            return Err(crate::RegistryError { problems }.into());
+            return Err(RegistryError { problems }.into());
         }
         let (session, feed) = self.engine.inner.backend.open_session(spec.clone()).await?;
         let (retry_tx, retry_rx) = mpsc::unbounded_channel();
@@ -175,6 +176,13 @@ impl Worker {
     /// How many tasks this worker drives now (claiming, running a step or a callback, or committing).
     pub fn running(&self) -> usize {
         self.shared.active.load(Ordering::Acquire)
+    }
+
+    /// How many of this worker's task drivers panicked. Each one is an engine bug (user code is guarded on its own:
+    /// a panicking step or callback fails): the worker logs it (`worker bug`), releases the task's claim so that
+    /// another driver takes the task over, and goes on.
+    pub fn driver_panics(&self) -> usize {
+        self.shared.driver_panics.load(Ordering::Relaxed)
     }
 
     /// Completes when this worker drives no task (e.g. after a cancel, once the step was dropped).

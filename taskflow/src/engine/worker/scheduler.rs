@@ -10,7 +10,7 @@ use chrono::Utc;
 use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tracing::Instrument;
@@ -123,8 +123,10 @@ fn apply(shared: &Shared, pending: &mut Pending, event: FeedEvent) {
     }
 }
 
-/// How many task drivers panicked in this process: each one is an engine bug (user code is guarded on its own).
-pub(crate) static DRIVER_PANICS: AtomicUsize = AtomicUsize::new(0);
+/// How many task drivers panicked in this process, for the test support (`test_util::driver_panics`).
+#[cfg(feature = "test-util")]
+pub(crate) static DRIVER_PANICS: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
 
 /// Spawns a tokio task that claims and drives the message, then — holding the same concurrency permit — the next due
 /// messages, until none is due.
@@ -186,6 +188,8 @@ async fn claim_and_drive(shared: &Arc<Shared>, message: Message) {
         .catch_unwind();
     if let Err(panic) = driven.await {
         tracing::error!(panic = %panic_message(&panic), "worker bug: a task driver panicked; releasing its claim");
+        shared.driver_panics.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "test-util")]
         DRIVER_PANICS.fetch_add(1, Ordering::Relaxed);
         shared.running().remove(&token.task_id);
         shared.driver_ended.notify_waiters();

@@ -28,6 +28,8 @@ pub(super) struct Shared {
     pub(super) driver_ended: Notify,
     /// How many messages are being claimed or driven here (for `Worker::running`).
     pub(super) active: AtomicUsize,
+    /// How many task drivers panicked (for `Worker::driver_panics`).
+    pub(super) driver_panics: AtomicUsize,
     /// How many times the session lost its lease (every claim taken before is void).
     pub(super) losses: AtomicUsize,
     /// Set by shutdown: claim nothing more, continue no chain.
@@ -66,6 +68,7 @@ impl Shared {
             next_driver: AtomicU64::new(0),
             driver_ended: Notify::new(),
             active: AtomicUsize::new(0),
+            driver_panics: AtomicUsize::new(0),
             losses: AtomicUsize::new(0),
             stopping: CancellationToken::new(),
             abort: CancellationToken::new(),
