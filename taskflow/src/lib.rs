@@ -54,10 +54,6 @@ mod sync;
 pub mod test_util;
 mod time;
 
-/// The hash map of hot internal tables (task ids, executor names): foldhash, seeded per process, several times
-/// faster than SipHash on the short keys looked up on every step.
-pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-
 #[doc(hidden)]
 pub mod __private;
 

@@ -1,15 +1,15 @@
 //! The messages a worker knows, in the order it looks at them.
 
-use crate::FastMap;
 use crate::backend::{Message, WorkerSpec};
 use chrono::{DateTime, Utc};
+use foldhash::HashMap;
 use std::collections::BTreeMap;
 
 /// The messages a worker knows, ordered by when to look at them (equally due ones in arrival order).
 #[derive(Default)]
 pub(super) struct Pending {
     /// Where each task's message is in `order`.
-    by_task: FastMap<String, (DateTime<Utc>, u64)>,
+    by_task: HashMap<String, (DateTime<Utc>, u64)>,
     order: BTreeMap<(DateTime<Utc>, u64), Message>,
     /// Arrival counter (the tie-break of `order`).
     arrivals: u64,

@@ -1,11 +1,11 @@
 //! The state the scheduler and the drivers of one worker share.
 
 use super::pending::Pending;
-use crate::FastMap;
 use crate::backend::{Message, Session, WorkerSpec};
 use crate::engine::Engine;
 use crate::model::Task;
 use crate::sync::lock;
+use foldhash::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{Notify, Semaphore, mpsc};
@@ -21,7 +21,7 @@ pub(super) struct Shared {
     /// The worker's session: its liveness, and the claims it holds.
     pub(super) session: Arc<dyn Session>,
     /// The drivers running here, by task id: (driver id, the driver's cancellation token).
-    running: Mutex<FastMap<String, (u64, CancellationToken)>>,
+    running: Mutex<HashMap<String, (u64, CancellationToken)>>,
     /// The id of the next driver.
     pub(super) next_driver: AtomicU64,
     /// Notified whenever a driver ends (for `Worker::idle`).
@@ -95,7 +95,7 @@ impl Shared {
     }
 
     /// The drivers running here, by task id.
-    pub(super) fn running(&self) -> MutexGuard<'_, FastMap<String, (u64, CancellationToken)>> {
+    pub(super) fn running(&self) -> MutexGuard<'_, HashMap<String, (u64, CancellationToken)>> {
         lock(&self.running)
     }
 
