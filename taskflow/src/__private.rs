@@ -4,6 +4,10 @@
 //! marker type, `#[callback]` implements [`CallbackDef`], and `task_flow!` names them through the user's paths, so a
 //! misuse is a type error at the user's span, worded by the `#[diagnostic::on_unimplemented]` messages below.
 
+/// The link-time registrations the macros submit to `inventory`, and where each comes from.
+pub use crate::registry::{CallbackRegistration, FlowRegistration, Origin, StepRegistration};
+/// Boxed future returned by generated `StepMgr::run` / `Callback::call` implementations.
+pub use futures::future::BoxFuture;
 pub use inventory;
 pub use serde;
 pub use serde_json;
@@ -15,9 +19,6 @@ use crate::model::{Step, StepOptions};
 use crate::step::{StepError, StepMgr, to_output};
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
-
-/// Boxed future returned by generated `StepMgr::run` / `Callback::call` implementations.
-pub use futures::future::BoxFuture;
 
 /// Decodes a rendered param into a step argument: as a plain string first (so `String` params stay verbatim), then as
 /// JSON (numbers, bools, objects, ...); a `serde_json::Value` argument (or an `Option` of one) takes the param as JSON

@@ -96,6 +96,7 @@ type CallFn =
     Box<dyn Fn(TaskOutcome) -> BoxFuture<'static, Result<(), CallbackError>> + Send + Sync>;
 
 /// A [`Callback`] made by [`callback_fn`].
+#[must_use = "a callback does nothing until registered with `EngineBuilder::callback`"]
 pub struct FnCallback {
     name: String,
     call: CallFn,

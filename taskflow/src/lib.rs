@@ -36,7 +36,8 @@
 //! ```
 //!
 //! Modules: [`model`] (the task document), [`backend`] (the storage contract and its implementations), the engine
-//! ([`Engine`], [`Worker`]), rendering ([`Renderer`]), the registry ([`Registry`]) and the polling helper ([`poll`]).
+//! ([`Engine`], [`Worker`]), rendering ([`Renderer`]), the registry ([`Registry`]) and the polling helper ([`poll`]);
+//! feature `test-util` adds `StepContext::for_test` and the `test_util` module, for tests.
 
 pub mod backend;
 mod callback;
@@ -70,10 +71,13 @@ pub use context::StepContext;
 pub use engine::{Backoff, Engine, EngineBuilder, RetryFrom, RetryRequest, Worker, WorkerBuilder};
 pub use error::{BackendError, Error, RegistryError, Result};
 pub use flow::{TaskBuilder, TaskMgr};
+/// The template engine of step params, re-exported for [`EngineBuilder::templates`] (which hands out its
+/// `Environment`) and for filters and functions that use its types (`minijinja::Value`, `minijinja::Error`).
+pub use minijinja;
 pub use model::{
     CallbackResult, Route, Step, StepOptions, StepStatus, Task, TaskInfo, TaskOptions, TaskStatus,
 };
-pub use registry::{CallbackRegistration, FlowRegistration, Origin, Registry, StepRegistration};
+pub use registry::Registry;
 pub use render::Renderer;
 pub use step::{FnStep, StepError, StepMgr, step_fn};
 /// Registers an `async fn` as a step executor, checked at compile time.
@@ -91,7 +95,7 @@ pub use step::{FnStep, StepError, StepMgr, step_fn};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// // The function stays a plain async fn...
+/// // The function stays a plain async fn (`StepContext::for_test` comes with the `test-util` feature)...
 /// assert_eq!(sum(&StepContext::for_test("sum", &[]), 1, None).await.unwrap(), 1);
 /// // ...and its marker type (same name, type namespace) is the registered executor.
 /// let ctx = StepContext::for_test("sum", &[("sumA", "40"), ("sumB", "2")]);

@@ -168,6 +168,7 @@ pub(crate) fn to_output<T: Serialize>(step: &str, value: &T) -> Result<Value, St
 type RunFn = Box<dyn Fn(StepContext) -> BoxFuture<'static, Result<Value, StepError>> + Send + Sync>;
 
 /// A [`StepMgr`] made by [`step_fn`].
+#[must_use = "a step does nothing until registered with `EngineBuilder::step`"]
 pub struct FnStep {
     name: String,
     options: StepOptions,

@@ -43,6 +43,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Configures and starts a [`Worker`].
+#[must_use = "a worker builder does nothing until `start`"]
 pub struct WorkerBuilder {
     engine: Engine,
     node: String,
@@ -161,6 +162,7 @@ impl WorkerBuilder {
 
 /// A running worker. Stop it with [`shutdown`](Self::shutdown); dropping it without shutdown aborts nothing but
 /// leaves it running until the runtime ends.
+#[must_use = "dropping a worker leaves it running until the runtime ends: stop it with `shutdown`"]
 pub struct Worker {
     shared: Arc<Shared>,
     scheduler: tokio::task::JoinHandle<()>,
