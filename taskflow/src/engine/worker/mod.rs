@@ -16,7 +16,7 @@
 //! | `driver` | drives one claimed task: plan, start, run, finish, continue with the next step or the callback |
 //! | `attempt` | one step attempt: params rendered, the executor's future under timeouts, cancellation and shutdown |
 //! | `draft` | a changed copy of the committed document, written into a recycled revision's buffers |
-//! | `commit` | commits under the claim: retries while the backend is unavailable, a failure in place of an oversized change |
+//! | `commit` | commits under the claim, retried while the backend is unavailable; oversized changes fail |
 //! | `recovery` | a stored document that does not parse: the task fails, keeping the raw document |
 
 mod attempt;
