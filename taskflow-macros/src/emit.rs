@@ -40,7 +40,8 @@ pub(crate) fn async_method(
     }
 }
 
-/// `inventory::submit!` of `krate::record { field: value, origin }`, the origin being the expansion's location.
+/// `inventory::submit!` of `krate::__private::record { field: value, origin }`, the origin being the expansion's
+/// location.
 pub(crate) fn registration(
     krate: &TokenStream,
     record: &str,
@@ -53,9 +54,9 @@ pub(crate) fn registration(
     );
     quote! {
         #krate::__private::inventory::submit! {
-            #krate::#record {
+            #krate::__private::#record {
                 #field: #value,
-                origin: #krate::Origin {
+                origin: #krate::__private::Origin {
                     module: ::core::module_path!(),
                     file: ::core::file!(),
                     line: ::core::line!(),

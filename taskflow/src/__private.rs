@@ -4,6 +4,10 @@
 //! marker type, `#[callback]` implements [`CallbackDef`], and `task_flow!` names them through the user's paths, so a
 //! misuse is a type error at the user's span, worded by the `#[diagnostic::on_unimplemented]` messages below.
 
+/// The link-time registrations the macros submit to `inventory`, and where each comes from.
+pub use crate::registry::{CallbackRegistration, FlowRegistration, Origin, StepRegistration};
+/// Boxed future returned by generated `StepMgr::run` / `Callback::call` implementations.
+pub use futures::future::BoxFuture;
 pub use inventory;
 pub use serde;
 pub use serde_json;
@@ -12,18 +16,9 @@ pub use taskflow_macros::task_flow_impl;
 use crate::callback::{Callback, CallbackError, TaskOutcome};
 use crate::context::StepContext;
 use crate::model::{Step, StepOptions};
-use crate::step::{StepError, StepMgr};
+use crate::step::{StepError, StepMgr, to_output};
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
-
-/// How many task drivers panicked in this process. A driver panic is an engine bug that the worker survives (it
-/// releases the claim and another driver takes over), so the project's test suite checks this stays 0.
-pub fn driver_panics() -> usize {
-    crate::engine::DRIVER_PANICS.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-/// Boxed future returned by generated `StepMgr::run` / `Callback::call` implementations.
-pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// Decodes a rendered param into a step argument: as a plain string first (so `String` params stay verbatim), then as
 /// JSON (numbers, bools, objects, ...); a `serde_json::Value` argument (or an `Option` of one) takes the param as JSON
@@ -60,15 +55,6 @@ pub fn from_param<T: DeserializeOwned + 'static>(
             "step `{step}`: param `{key}` = {raw:?} does not decode: {e}"
         ))
     })
-}
-
-/// Encodes a step's return value as its output.
-pub fn to_output<T: serde::Serialize>(
-    step: &str,
-    value: &T,
-) -> Result<serde_json::Value, StepError> {
-    serde_json::to_value(value)
-        .map_err(|e| StepError::fatal(format!("step `{step}`: output does not encode: {e}")))
 }
 
 /// One argument of a `#[step]` function, as `task_flow!` sees it.

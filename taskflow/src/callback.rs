@@ -1,6 +1,7 @@
 //! Callbacks: code run exactly once when a task ends, with its outcome.
 
 use crate::model::{Task, TaskStatus};
+use futures::future::BoxFuture;
 use std::fmt;
 use std::future::Future;
 
@@ -91,13 +92,11 @@ where
     }
 }
 
-type CallFn = Box<
-    dyn Fn(TaskOutcome) -> crate::__private::BoxFuture<'static, Result<(), CallbackError>>
-        + Send
-        + Sync,
->;
+type CallFn =
+    Box<dyn Fn(TaskOutcome) -> BoxFuture<'static, Result<(), CallbackError>> + Send + Sync>;
 
 /// A [`Callback`] made by [`callback_fn`].
+#[must_use = "a callback does nothing until registered with `EngineBuilder::callback`"]
 pub struct FnCallback {
     name: String,
     call: CallFn,

@@ -43,9 +43,7 @@ pub(crate) struct Writes {
 impl StepContext {
     /// A context for the step at `step_index` of `task`, with already rendered `params`; cancelling `cancel` tells
     /// the step to stop.
-    ///
-    /// The engine builds contexts; this constructor exists so that steps can be unit-tested without one.
-    pub fn new(
+    pub(crate) fn new(
         task: Arc<Task>,
         step_index: usize,
         params: BTreeMap<String, String>,
@@ -67,7 +65,9 @@ impl StepContext {
         }
     }
 
-    /// A context for a one-step task running `executor` with `params`: handy in unit tests of a step.
+    /// A context for a one-step task running `executor` with `params`, to unit-test a step without an engine
+    /// (feature `test-util`).
+    #[cfg(feature = "test-util")]
     pub fn for_test(executor: &str, params: &[(&str, &str)]) -> Self {
         let step = Step::new(executor, executor, Default::default());
         let task = Task::new(

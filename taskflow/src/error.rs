@@ -2,6 +2,7 @@
 
 use crate::model::TaskStatus;
 use std::sync::Arc;
+use std::fmt;
 
 /// The error of every fallible taskflow API.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +28,7 @@ pub enum Error {
     },
     /// The step, callback and flow registry is inconsistent (every problem is listed).
     #[error("{0}")]
-    Registry(#[from] crate::registry::RegistryError),
+    Registry(#[from] RegistryError),
     /// The task document is larger than the backend accepts.
     #[error(
         "task `{task_id}` is too large: {size} bytes, the backend accepts at most {limit} bytes per task"
@@ -150,6 +151,28 @@ impl std::fmt::Display for ErrorSource {
         self.0.fmt(f)
     }
 }
+/// Every problem found while validating the registry, reported at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryError {
+    /// One line per problem.
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for RegistryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid taskflow registry ({} problem(s)):",
+            self.problems.len()
+        )?;
+        for problem in &self.problems {
+            write!(f, "\n  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for RegistryError {}
 
 /// `Result` with the taskflow [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -46,6 +46,7 @@ pub trait TaskMgr: Send + Sync + 'static {
 /// assert_eq!(task.common_params["a"], "3");
 /// # Ok::<(), taskflow::Error>(())
 /// ```
+#[must_use = "a task builder does nothing until `build`"]
 pub struct TaskBuilder<'a> {
     flow: &'a dyn TaskMgr,
     info: TaskInfo,

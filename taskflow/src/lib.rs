@@ -36,7 +36,8 @@
 //! ```
 //!
 //! Modules: [`model`] (the task document), [`backend`] (the storage contract and its implementations), the engine
-//! ([`Engine`], [`Worker`]), rendering ([`Renderer`]), the registry ([`Registry`]) and the polling helper ([`poll`]).
+//! ([`Engine`], [`Worker`]), rendering ([`Renderer`]), the registry ([`Registry`]) and the polling helper ([`poll`]);
+//! feature `test-util` adds `StepContext::for_test` and the `test_util` module, for tests.
 
 pub mod backend;
 mod callback;
@@ -51,11 +52,9 @@ mod render;
 mod retry;
 mod step;
 mod sync;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 mod time;
-
-/// The hash map of hot internal tables (task ids, executor names): foldhash, seeded per process, several times
-/// faster than SipHash on the short keys looked up on every step.
-pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 #[doc(hidden)]
 pub mod __private;
@@ -71,14 +70,15 @@ pub use backend::{Backend, SortField, TaskPage, TaskQuery};
 pub use callback::{Callback, CallbackError, FnCallback, TaskOutcome, callback_fn};
 pub use context::StepContext;
 pub use engine::{Backoff, Engine, EngineBuilder, RetryFrom, RetryRequest, Worker, WorkerBuilder};
-pub use error::{BackendError, Error, ErrorSource, Result};
+pub use error::{BackendError, Error, ErrorSource, RegistryError, Result};
 pub use flow::{TaskBuilder, TaskMgr};
+/// The template engine of step params, re-exported for [`EngineBuilder::templates`] (which hands out its
+/// `Environment`) and for filters and functions that use its types (`minijinja::Value`, `minijinja::Error`).
+pub use minijinja;
 pub use model::{
     CallbackResult, Route, Step, StepOptions, StepStatus, Task, TaskInfo, TaskOptions, TaskStatus,
 };
-pub use registry::{
-    CallbackRegistration, FlowRegistration, Origin, Registry, RegistryError, StepRegistration,
-};
+pub use registry::Registry;
 pub use render::Renderer;
 pub use retry::RetryPolicy;
 pub use step::{FnStep, StepError, StepMgr, step_fn};
@@ -97,7 +97,7 @@ pub use step::{FnStep, StepError, StepMgr, step_fn};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// // The function stays a plain async fn...
+/// // The function stays a plain async fn (`StepContext::for_test` comes with the `test-util` feature)...
 /// assert_eq!(sum(&StepContext::for_test("sum", &[]), 1, None).await.unwrap(), 1);
 /// // ...and its marker type (same name, type namespace) is the registered executor.
 /// let ctx = StepContext::for_test("sum", &[("sumA", "40"), ("sumB", "2")]);

@@ -2,6 +2,7 @@
 //! by the engine builder, validated once when the engine starts.
 
 use crate::callback::Callback;
+use crate::error::RegistryError;
 use crate::flow::TaskMgr;
 use crate::step::StepMgr;
 use std::collections::BTreeMap;
@@ -65,29 +66,6 @@ pub struct FlowRegistration {
 inventory::collect!(StepRegistration);
 inventory::collect!(CallbackRegistration);
 inventory::collect!(FlowRegistration);
-
-/// Every problem found while validating the registry, reported at once.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RegistryError {
-    /// One line per problem.
-    pub problems: Vec<String>,
-}
-
-impl fmt::Display for RegistryError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid taskflow registry ({} problem(s)):",
-            self.problems.len()
-        )?;
-        for problem in &self.problems {
-            write!(f, "\n  - {problem}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for RegistryError {}
 
 /// The validated set of steps, callbacks and flows an engine knows.
 #[derive(Default)]

@@ -2,6 +2,7 @@
 
 use crate::context::StepContext;
 use crate::model::{Step, StepOptions};
+use futures::future::BoxFuture;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -152,19 +153,22 @@ where
             let step_name = Arc::clone(&step_name);
             Box::pin(async move {
                 let value = future.await?;
-                crate::__private::to_output(&step_name, &value)
+                to_output(&step_name, &value)
             })
         }),
     }
 }
 
-type RunFn = Box<
-    dyn Fn(StepContext) -> crate::__private::BoxFuture<'static, Result<Value, StepError>>
-        + Send
-        + Sync,
->;
+/// Encodes a step's return value as its output (`#[step]` functions and [`step_fn`] closures).
+pub(crate) fn to_output<T: Serialize>(step: &str, value: &T) -> Result<Value, StepError> {
+    serde_json::to_value(value)
+        .map_err(|e| StepError::fatal(format!("step `{step}`: output does not encode: {e}")))
+}
+
+type RunFn = Box<dyn Fn(StepContext) -> BoxFuture<'static, Result<Value, StepError>> + Send + Sync>;
 
 /// A [`StepMgr`] made by [`step_fn`].
+#[must_use = "a step does nothing until registered with `EngineBuilder::step`"]
 pub struct FnStep {
     name: String,
     options: StepOptions,
@@ -193,7 +197,7 @@ impl StepMgr for FnStep {
     fn run<'a, 'b, 'async_trait>(
         &'a self,
         ctx: &'b StepContext,
-    ) -> crate::__private::BoxFuture<'async_trait, Result<Value, StepError>>
+    ) -> BoxFuture<'async_trait, Result<Value, StepError>>
     where
         'a: 'async_trait,
         'b: 'async_trait,

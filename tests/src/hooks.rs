@@ -1,7 +1,9 @@
 //! A backend wrapper that slows down claims, the commit that starts the first step or the one that chains it into the
-//! next, and says when one begins: to open the windows in which a shutdown, a cancel or a deadline races a worker.
+//! next, and says when one begins: to open the windows in which a shutdown, a cancel or a deadline races a worker. It
+//! can also make the commit that starts the first step panic, as an engine bug would.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use taskflow::backend::{
     ClaimToken, Claimed, Commit, FeedEvent, Message, Session, Stored, TaskPage, Transition,
@@ -25,6 +27,8 @@ pub struct Hooks {
     pub start_delay: Option<Duration>,
     /// Told when a slowed starting commit begins.
     pub starting: Notify,
+    /// The commit that starts step 0 (its first attempt) panics instead, this many times.
+    pub start_panics: AtomicUsize,
 }
 
 /// `backend`, slowed down as `hooks` say.
@@ -100,6 +104,14 @@ impl Backend for Hooked {
         if let (true, Some(delay)) = (starts, self.hooks.start_delay) {
             self.hooks.starting.notify_one();
             tokio::time::sleep(delay).await;
+        }
+        let panics = &self.hooks.start_panics;
+        if starts
+            && panics
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            panic!("the hooked backend panics in the commit that starts the first step");
         }
         self.backend.commit(t).await
     }

@@ -42,7 +42,7 @@ pub async fn memory() -> TestBackend {
 /// driver takes over), so a scenario would pass without this check.
 pub fn assert_no_engine_bug() {
     assert_eq!(
-        taskflow::__private::driver_panics(),
+        taskflow::test_util::driver_panics(),
         0,
         "a task driver panicked (an engine bug): see `worker bug` in the log"
     );

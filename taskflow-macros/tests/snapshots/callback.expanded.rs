@@ -43,8 +43,8 @@ const _: () = {
         const NAME: &'static str = "notify.ops";
     }
     ::taskflow::__private::inventory::submit! {
-        ::taskflow::CallbackRegistration { callback : & notify {}, origin :
-        ::taskflow::Origin { module : ::core::module_path!(), file : ::core::file!(),
-        line : ::core::line!(), }, }
+        ::taskflow::__private::CallbackRegistration { callback : & notify {}, origin :
+        ::taskflow::__private::Origin { module : ::core::module_path!(), file :
+        ::core::file!(), line : ::core::line!(), }, }
     }
 };

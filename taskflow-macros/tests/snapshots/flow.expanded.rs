@@ -135,8 +135,8 @@ const _: () = {
         }
     }
     ::taskflow::__private::inventory::submit! {
-        ::taskflow::FlowRegistration { flow : & Example, origin : ::taskflow::Origin {
-        module : ::core::module_path!(), file : ::core::file!(), line : ::core::line!(),
-        }, }
+        ::taskflow::__private::FlowRegistration { flow : & Example, origin :
+        ::taskflow::__private::Origin { module : ::core::module_path!(), file :
+        ::core::file!(), line : ::core::line!(), }, }
     }
 };

@@ -100,8 +100,8 @@ const _: () = {
         const KEY: &'static str = "sumB";
     }
     ::taskflow::__private::inventory::submit! {
-        ::taskflow::StepRegistration { step : & sum {}, origin : ::taskflow::Origin {
-        module : ::core::module_path!(), file : ::core::file!(), line : ::core::line!(),
-        }, }
+        ::taskflow::__private::StepRegistration { step : & sum {}, origin :
+        ::taskflow::__private::Origin { module : ::core::module_path!(), file :
+        ::core::file!(), line : ::core::line!(), }, }
     }
 };

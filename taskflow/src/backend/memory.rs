@@ -4,9 +4,9 @@ use super::{
     Backend, ClaimToken, Claimed, Commit, FeedEvent, Message, MessageRef, Session, Stored,
     TaskPage, TaskQuery, Transition, WorkerSpec,
 };
-use crate::FastMap;
 use crate::error::BackendError;
 use crate::model::Task;
+use foldhash::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use tokio::sync::{Notify, mpsc};
 
@@ -20,7 +20,7 @@ pub struct MemoryBackend {
 struct State {
     revision: u64,
     /// Everything about a task, by task id: one lookup per operation.
-    tasks: FastMap<String, Entry>,
+    tasks: HashMap<String, Entry>,
     sessions: Sessions,
     next_session: u64,
 }
@@ -85,7 +85,7 @@ impl Entry {
 }
 
 /// The open sessions, by id.
-type Sessions = FastMap<u64, SessionEntry>;
+type Sessions = HashMap<u64, SessionEntry>;
 
 struct SessionEntry {
     spec: WorkerSpec,

@@ -26,6 +26,7 @@ pub enum SortField {
 
 /// Filters, sort order and page of a task listing. Empty filters match everything.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "a query does nothing until passed to `Engine::list`"]
 pub struct TaskQuery {
     /// Exact task type.
     pub task_type: Option<String>,

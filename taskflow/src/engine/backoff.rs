@@ -7,6 +7,7 @@ use std::time::Duration;
 /// The default is the reference framework's: Fibonacci seconds (1, 2, 3, 5, 8, ... for retries 1, 2, 3, ...), capped
 /// at one hour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a back-off does nothing until passed to `EngineBuilder::backoff`"]
 pub struct Backoff {
     kind: Kind,
     unit: Duration,

@@ -3,8 +3,8 @@
 //!
 //! Install the `metrics` recorder before building the engine: handles registered earlier stay no-ops.
 
-use crate::FastMap;
 use crate::model::{Task, TaskStatus};
+use foldhash::HashMap;
 use metrics::{Counter, Gauge, Histogram};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -99,8 +99,8 @@ impl TaskMetrics {
 /// The handles of every task type and (task type, executor) the engine met.
 #[derive(Default)]
 pub(crate) struct MetricsCache {
-    tasks: Mutex<FastMap<String, Arc<TaskMetrics>>>,
-    steps: Mutex<FastMap<String, FastMap<String, Arc<StepMetrics>>>>,
+    tasks: Mutex<HashMap<String, Arc<TaskMetrics>>>,
+    steps: Mutex<HashMap<String, HashMap<String, Arc<StepMetrics>>>>,
 }
 
 impl MetricsCache {

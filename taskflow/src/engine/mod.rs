@@ -7,6 +7,7 @@ mod metrics;
 mod worker;
 
 pub use backoff::Backoff;
+#[cfg(feature = "test-util")]
 pub(crate) use worker::DRIVER_PANICS;
 pub use worker::{Worker, WorkerBuilder};
 
@@ -42,6 +43,7 @@ pub(crate) struct Inner {
 }
 
 /// Configures an [`Engine`]: backend, extra registrations, template filters and functions, retry back-off.
+#[must_use = "an engine builder does nothing until `build`"]
 pub struct EngineBuilder {
     backend: Option<Arc<dyn Backend>>,
     registry: RegistryBuilder,
@@ -206,6 +208,7 @@ pub enum RetryFrom {
 /// The step retried and every later step are reset; earlier successes and their variables stay. The task's start
 /// time (and so its deadline window) and its callback result are reset.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[must_use = "a retry request does nothing until passed to `Engine::retry`"]
 pub struct RetryRequest {
     pub(crate) from: RetryFrom,
     pub(crate) force: bool,

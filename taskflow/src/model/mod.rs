@@ -3,46 +3,22 @@
 //! The document is JSON-compatible with the reference (Go) framework's camelCase task document; the fields taskflow
 //! adds (routing, step outputs, attempts) are optional, so a reference document parses as-is.
 
-/// Implements `Clone` with a `clone_from` that reuses the target's buffers: the engine recycles the previous revision
-/// of a document as the next draft, which saves allocations on every step. Strings and vectors copy into their
-/// buffers; maps and JSON values (the `..._unless_equal` groups), which cannot, are replaced only when they differ —
-/// rarely, between two revisions ([`Identical`]). The fields after `apart` are left out of the generated
-/// `refresh_from` (the engine refreshes only the steps a transition touched), and so are the `fixed` ones: set when
-/// the document is built and changed only by client operations (retry, cancel), never by a worker's transitions, so a
-/// draft refreshed from the revision its own driver committed just before already has them (debug builds check every
-/// draft against the committed document). Listing every field is enforced: `clone` builds the struct literally.
+/// Implements `Clone` with a `clone_from` that reuses the target's buffers: a driver writes each draft into an
+/// older revision of the document nobody holds any more, which saves allocations on every step. Strings and vectors
+/// copy into their buffers; maps and JSON values (the `unless_equal` group), which cannot, are replaced only when they
+/// differ ([`Identical`]) — rarely, between two revisions. Listing every field is enforced: `clone` builds the struct
+/// literally.
 macro_rules! clone_reusing_buffers {
-    (
-        $ty:ident { $($field:ident),* $(,)? }
-        unless_equal { $($kept:ident),* $(,)? }
-        fixed { $($fixed:ident),* $(,)? }
-        fixed_unless_equal { $($fixed_kept:ident),* $(,)? }
-        apart { $($apart:ident),* $(,)? }
-    ) => {
+    ($ty:ident { $($field:ident),* $(,)? } unless_equal { $($kept:ident),* $(,)? }) => {
         impl Clone for $ty {
             fn clone(&self) -> Self {
                 Self {
                     $($field: self.$field.clone(),)*
                     $($kept: self.$kept.clone(),)*
-                    $($fixed: self.$fixed.clone(),)*
-                    $($fixed_kept: self.$fixed_kept.clone(),)*
-                    $($apart: self.$apart.clone(),)*
                 }
             }
 
             fn clone_from(&mut self, source: &Self) {
-                self.refresh_from(source);
-                $(self.$fixed.clone_from(&source.$fixed);)*
-                $(if !$crate::model::Identical::identical(&self.$fixed_kept, &source.$fixed_kept) {
-                    self.$fixed_kept.clone_from(&source.$fixed_kept);
-                })*
-                $(self.$apart.clone_from(&source.$apart);)*
-            }
-        }
-
-        impl $ty {
-            /// `clone_from` for the fields a worker's transitions change (all but the `fixed` and `apart` ones).
-            pub(crate) fn refresh_from(&mut self, source: &Self) {
                 $(self.$field.clone_from(&source.$field);)*
                 $(if !$crate::model::Identical::identical(&self.$kept, &source.$kept) {
                     self.$kept.clone_from(&source.$kept);

@@ -92,10 +92,6 @@ clone_reusing_buffers!(Step {
     due_at,
     attempt,
     skipped,
-} unless_equal {
-    payload,
-    output,
-} fixed {
     name,
     alias,
     executor,
@@ -106,9 +102,11 @@ clone_reusing_buffers!(Step {
     delay_seconds,
     node,
     queue,
-} fixed_unless_equal {
+} unless_equal {
+    payload,
+    output,
     params,
-} apart {});
+});
 
 fn is_zero(n: &u32) -> bool {
     *n == 0

@@ -99,10 +99,6 @@ clone_reusing_buffers!(Task {
     end,
     execution_time,
     last_update,
-} unless_equal {
-    common_params,
-    common_payload,
-} fixed {
     task_id,
     task_type,
     task_name,
@@ -115,8 +111,10 @@ clone_reusing_buffers!(Task {
     created_at,
     node,
     queue,
-} fixed_unless_equal {} apart {
     steps,
+} unless_equal {
+    common_params,
+    common_payload,
 });
 
 /// A fresh task id: a random UUID, hyphenated lower case (encoded directly, without the formatting machinery).

@@ -1,0 +1,106 @@
+//! The state the scheduler and the drivers of one worker share.
+
+use super::pending::Pending;
+use crate::backend::{Message, Session, WorkerSpec};
+use crate::engine::Engine;
+use crate::model::Task;
+use crate::sync::lock;
+use foldhash::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The state the scheduler and the drivers of one worker share.
+pub(super) struct Shared {
+    /// The engine the worker belongs to (backend, registry, renderer, back-off, metrics).
+    pub(super) engine: Engine,
+    /// The worker's identity and capabilities.
+    pub(super) spec: WorkerSpec,
+    /// The worker's session: its liveness, and the claims it holds.
+    pub(super) session: Arc<dyn Session>,
+    /// The drivers running here, by task id: (driver id, the driver's cancellation token).
+    running: Mutex<HashMap<String, (u64, CancellationToken)>>,
+    /// The id of the next driver.
+    pub(super) next_driver: AtomicU64,
+    /// Notified whenever a driver ends (for `Worker::idle`).
+    pub(super) driver_ended: Notify,
+    /// How many messages are being claimed or driven here (for `Worker::running`).
+    pub(super) active: AtomicUsize,
+    /// How many task drivers panicked (for `Worker::driver_panics`).
+    pub(super) driver_panics: AtomicUsize,
+    /// How many times the session lost its lease (every claim taken before is void).
+    pub(super) losses: AtomicUsize,
+    /// Set by shutdown: claim nothing more, continue no chain.
+    pub(super) stopping: CancellationToken,
+    /// Set when the grace period is over: drop running steps.
+    pub(super) abort: CancellationToken,
+    /// The driver tasks (shutdown waits for them).
+    pub(super) tracker: TaskTracker,
+    /// One per driver task: at most `concurrency` run at once.
+    pub(super) permits: Arc<Semaphore>,
+    /// Documents no longer referenced by anyone, kept (up to `concurrency`) so that drafts reuse their buffers.
+    spares: Mutex<Vec<Arc<Task>>>,
+    /// The worker's concurrency (also the size of the pool of spare documents).
+    concurrency: usize,
+    /// Messages to look at again later (a claim failed on a backend error).
+    pub(super) retry_tx: mpsc::UnboundedSender<Message>,
+    /// The messages this worker knows, filled by the scheduler from the feed, taken by the scheduler and by drivers
+    /// that finished their task (which go on with the next due message instead of ending).
+    pending: Mutex<Pending>,
+}
+
+impl Shared {
+    /// The state of a worker that starts with `concurrency` permits and the session `session`.
+    pub(super) fn new(
+        engine: Engine,
+        spec: WorkerSpec,
+        session: Arc<dyn Session>,
+        concurrency: usize,
+        retry_tx: mpsc::UnboundedSender<Message>,
+    ) -> Self {
+        Self {
+            engine,
+            spec,
+            session,
+            running: Mutex::default(),
+            next_driver: AtomicU64::new(0),
+            driver_ended: Notify::new(),
+            active: AtomicUsize::new(0),
+            driver_panics: AtomicUsize::new(0),
+            losses: AtomicUsize::new(0),
+            stopping: CancellationToken::new(),
+            abort: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            permits: Arc::new(Semaphore::new(concurrency)),
+            spares: Mutex::new(Vec::with_capacity(concurrency)),
+            concurrency,
+            retry_tx,
+            pending: Mutex::default(),
+        }
+    }
+
+    /// A document to recycle as a driver's first draft, if the pool has one.
+    pub(super) fn take_spare(&self) -> Option<Arc<Task>> {
+        lock(&self.spares).pop()
+    }
+
+    /// Gives a driver's spare document back to the pool (dropped if the pool is full).
+    pub(super) fn recycle(&self, spare: Arc<Task>) {
+        let mut spares = lock(&self.spares);
+        if spares.len() < self.concurrency {
+            spares.push(spare);
+        }
+    }
+
+    /// The drivers running here, by task id.
+    pub(super) fn running(&self) -> MutexGuard<'_, HashMap<String, (u64, CancellationToken)>> {
+        lock(&self.running)
+    }
+
+    /// The messages this worker knows.
+    pub(super) fn pending(&self) -> MutexGuard<'_, Pending> {
+        lock(&self.pending)
+    }
+}
