@@ -45,6 +45,15 @@ pub enum Error {
     /// Waiting for a task took longer than allowed.
     #[error("timed out waiting for task `{0}`")]
     WaitTimeout(String),
+    /// A different task already has this id: the id, or the idempotency key it was derived from, was used for a
+    /// task with other content. (Dispatching the same task again is not an error.)
+    #[error(
+        "task `{task_id}` already exists with other content: its id (or idempotency key) is already used by a different task"
+    )]
+    IdTaken {
+        /// The task id.
+        task_id: String,
+    },
 }
 
 /// A failure inside a backend.

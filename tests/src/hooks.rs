@@ -1,11 +1,13 @@
 //! A backend wrapper that slows down claims, the commit that starts the first step or the one that chains it into the
-//! next, and says when one begins: to open the windows in which a shutdown, a cancel or a deadline races a worker.
+//! next, and says when one begins: to open the windows in which a shutdown, a cancel or a deadline races a worker. It
+//! can also make creates fail as a lost connection does: before or after the task was stored.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use taskflow::backend::{
-    ClaimToken, Claimed, Commit, FeedEvent, Message, Session, Stored, TaskPage, Transition,
-    WorkerSpec,
+    ClaimToken, Claimed, Commit, Created, FeedEvent, Message, Session, Stored, TaskPage,
+    Transition, WorkerSpec,
 };
 use taskflow::{Backend, BackendError, StepStatus, Task, TaskQuery};
 use tokio::sync::{Notify, mpsc};
@@ -25,6 +27,19 @@ pub struct Hooks {
     pub start_delay: Option<Duration>,
     /// Told when a slowed starting commit begins.
     pub starting: Notify,
+    /// This many creates fail with `Unavailable` without reaching the backend (the request was lost).
+    pub lost_creates: AtomicUsize,
+    /// This many creates store the task, then fail with `Unavailable` (the answer was lost).
+    pub lost_create_answers: AtomicUsize,
+    /// Creates that reached the backend.
+    pub creates: AtomicUsize,
+}
+
+/// Takes one from `counter` if it is not zero.
+fn take_one(counter: &AtomicUsize) -> bool {
+    counter
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
 }
 
 /// `backend`, slowed down as `hooks` say.
@@ -75,8 +90,17 @@ impl Backend for Hooked {
         "hooked"
     }
 
-    async fn create(&self, task: &Arc<Task>) -> Result<u64, BackendError> {
-        self.backend.create(task).await
+    async fn create(&self, task: &Arc<Task>) -> Result<Created, BackendError> {
+        let lost = || BackendError::Unavailable("connection lost (test hook)".to_owned());
+        if take_one(&self.hooks.lost_creates) {
+            return Err(lost());
+        }
+        self.hooks.creates.fetch_add(1, Ordering::SeqCst);
+        let created = self.backend.create(task).await?;
+        if take_one(&self.hooks.lost_create_answers) {
+            return Err(lost());
+        }
+        Ok(created)
     }
 
     async fn get(&self, id: &str) -> Result<Option<Stored<Task>>, BackendError> {

@@ -96,6 +96,7 @@ impl<T: Identical> Identical for Option<T> {
     }
 }
 
+mod fingerprint;
 mod options;
 mod payload;
 mod route;

@@ -29,8 +29,8 @@ pub use etcd_client;
 pub use keys::KeyLayout;
 
 use super::{
-    Backend, Commit, FeedEvent, Message, Session, Stored, TaskPage, TaskQuery, Transition,
-    WorkerSpec,
+    Backend, Commit, Created, FeedEvent, Message, Session, Stored, TaskPage, TaskQuery, Transition,
+    WorkerSpec, is_resend,
 };
 use crate::error::BackendError;
 use crate::model::Task;
@@ -347,6 +347,19 @@ fn parse_task(key: &str, kv: &KeyValue) -> Result<Stored<Task>, BackendError> {
     }
 }
 
+/// The dispatch fingerprint of a stored document (empty if it has none or does not parse).
+fn stored_fingerprint(kv: &KeyValue) -> String {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Fingerprinted {
+        #[serde(default)]
+        dispatch_fingerprint: String,
+    }
+    serde_json::from_slice::<Fingerprinted>(kv.value())
+        .map(|doc| doc.dispatch_fingerprint)
+        .unwrap_or_default()
+}
+
 /// The document read in a transaction's `get` response, if any.
 fn got(op: Option<TxnOpResponse>) -> Option<KeyValue> {
     match op {
@@ -361,7 +374,7 @@ impl Backend for EtcdBackend {
         "etcd"
     }
 
-    async fn create(&self, task: &Arc<Task>) -> Result<u64, BackendError> {
+    async fn create(&self, task: &Arc<Task>) -> Result<Created, BackendError> {
         Self::check_id(&task.task_id)?;
         let inner = &self.inner;
         let keys = &inner.keys;
@@ -380,10 +393,16 @@ impl Backend for EtcdBackend {
             ));
         }
         self.check_size(bytes, false)?;
-        let count = ops.len() + summary_ops;
+        // The guard, the writes, and the read of the stored document if the guard fails.
+        let count = 1 + ops.len() + summary_ops + 1;
         let txn = Txn::new()
-            .when([Compare::create_revision(doc_key, CompareOp::Equal, 0)])
-            .and_then(ops);
+            .when([Compare::create_revision(
+                doc_key.clone(),
+                CompareOp::Equal,
+                0,
+            )])
+            .and_then(ops)
+            .or_else([TxnOp::get(doc_key, None)]);
         let reply = inner
             .submit(Job {
                 task: task.task_id.clone(),
@@ -393,9 +412,17 @@ impl Backend for EtcdBackend {
             })
             .await?;
         if reply.resp.succeeded() {
-            Ok(reply.revision as u64)
-        } else {
-            Err(BackendError::AlreadyExists(task.task_id.clone()))
+            return Ok(Created::Stored {
+                revision: reply.revision as u64,
+            });
+        }
+        // The id is taken: by this very task if the document read with the failed guard has its fingerprint (a
+        // re-send after an answer was lost, or by a caller).
+        match got(reply.resp.op_responses().into_iter().next()) {
+            Some(kv) if is_resend(&stored_fingerprint(&kv), task) => Ok(Created::Existing {
+                revision: kv.mod_revision() as u64,
+            }),
+            _ => Err(BackendError::AlreadyExists(task.task_id.clone())),
         }
     }
 
