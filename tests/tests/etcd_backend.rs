@@ -151,7 +151,7 @@ async fn create_get_and_guards() {
 async fn create_under_a_taken_id_compares_the_dispatch_fingerprint() {
     let (_server, backend) = server().await;
     let mut t = task("a", TaskOptions::default(), &[("s1", None)]);
-    t.dispatch_fingerprint = "f1".into();
+    t.dispatch_fingerprint = Some("1".repeat(32).parse().unwrap());
     let created = backend.create(&Arc::new(t.clone())).await.unwrap();
     assert!(matches!(created, Created::Stored { .. }), "{created:?}");
     let mut changed = t.clone();
@@ -182,9 +182,9 @@ async fn create_under_a_taken_id_compares_the_dispatch_fingerprint() {
     );
 
     // Another task under the same id, or one without a fingerprint, is refused.
-    for fingerprint in ["f2", ""] {
+    for fingerprint in [Some("2".repeat(32).parse().unwrap()), None] {
         let mut other = t.clone();
-        other.dispatch_fingerprint = fingerprint.into();
+        other.dispatch_fingerprint = fingerprint;
         assert!(matches!(
             backend.create(&Arc::new(other)).await,
             Err(BackendError::AlreadyExists(id)) if id == t.task_id

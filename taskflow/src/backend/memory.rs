@@ -222,7 +222,7 @@ impl Backend for MemoryBackend {
         let state = &mut *guard;
         if let Some(entry) = state.tasks.get(&task.task_id) {
             let stored = &entry.doc;
-            if is_resend(&stored.value.dispatch_fingerprint, task) {
+            if is_resend(stored.value.dispatch_fingerprint, task) {
                 return Ok(Created::Existing {
                     revision: stored.revision,
                 });

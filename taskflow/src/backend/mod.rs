@@ -16,7 +16,7 @@ mod query;
 pub use query::{SortField, TaskPage, TaskQuery};
 
 use crate::error::BackendError;
-use crate::model::{Route, RouteRef, StepStatus, Task, set};
+use crate::model::{Fingerprint, Route, RouteRef, StepStatus, Task, set};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -303,8 +303,8 @@ impl Created {
 }
 
 /// Whether `task`, created under an id that is taken, is the stored task (whose fingerprint is `stored`) sent again.
-pub(crate) fn is_resend(stored: &str, task: &Task) -> bool {
-    !task.dispatch_fingerprint.is_empty() && task.dispatch_fingerprint == stored
+pub(crate) fn is_resend(stored: Option<Fingerprint>, task: &Task) -> bool {
+    task.dispatch_fingerprint.is_some() && task.dispatch_fingerprint == stored
 }
 
 /// Who a worker is and what it can do.
@@ -382,7 +382,7 @@ pub trait Backend: Send + Sync + 'static {
     fn name(&self) -> &'static str;
 
     /// Stores a new task and its first message. If the id is taken, stores nothing: [`Created::Existing`] if the
-    /// stored task has the same non-empty [`dispatch_fingerprint`](Task::dispatch_fingerprint) (the same task sent
+    /// stored task has the same [`dispatch_fingerprint`](Task::dispatch_fingerprint), not `None` (the same task sent
     /// again, e.g. after an answer was lost; compared atomically with the failed create), else
     /// [`BackendError::AlreadyExists`]. Fails with [`BackendError::TooLarge`] if the document exceeds the backend's
     /// limit.

@@ -4,7 +4,6 @@ use super::{Engine, RetryRequest, machine};
 use crate::backend::{Commit, Created, Message, Stored, TaskPage, TaskQuery, Transition, Work};
 use crate::error::{BackendError, Error, Result};
 use crate::model::{StepStatus, Task, TaskStatus};
-use backon::Retryable;
 use chrono::Utc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,7 +36,7 @@ impl Engine {
     pub async fn dispatch(&self, mut task: Task) -> Result<String> {
         task.validate()?;
         self.check_references(&task)?;
-        task.dispatch_fingerprint = task.fingerprint();
+        task.dispatch_fingerprint = Some(task.fingerprint());
         let now = Utc::now();
         task.status = TaskStatus::Initializing;
         task.created_at.get_or_insert(now);
@@ -52,22 +51,30 @@ impl Engine {
         let task = Arc::new(task);
         let task_id = &task.task_id;
         let backend = &self.inner.backend;
-        let created = (|| backend.create(&task))
-            .retry(self.inner.retry.backoff())
-            .when(|e| matches!(e, BackendError::Unavailable(_)))
-            .notify(|e, delay| {
-                tracing::debug!(%task_id, error = %e, ?delay, "dispatch: backend unavailable, sending the task again");
-            })
-            .await
-            .map_err(|e| match e {
-                BackendError::TooLarge { size, limit } => Error::TooLarge {
-                    task_id: task_id.clone(),
-                    size,
-                    limit,
-                },
-                BackendError::AlreadyExists(task_id) => Error::IdTaken { task_id },
-                other => Error::Backend(other),
-            })?;
+        // The retry policy's delays, made on the first failure (not on every dispatch).
+        let mut delays = None;
+        let created = loop {
+            match backend.create(&task).await {
+                Err(BackendError::Unavailable(reason)) => {
+                    let delays = delays.get_or_insert_with(|| self.inner.retry.delays());
+                    let Some(delay) = delays.next() else {
+                        break Err(BackendError::Unavailable(reason));
+                    };
+                    tracing::debug!(%task_id, reason, ?delay, "dispatch: backend unavailable, sending the task again");
+                    tokio::time::sleep(delay).await;
+                }
+                other => break other,
+            }
+        };
+        let created = created.map_err(|e| match e {
+            BackendError::TooLarge { size, limit } => Error::TooLarge {
+                task_id: task_id.clone(),
+                size,
+                limit,
+            },
+            BackendError::AlreadyExists(task_id) => Error::IdTaken { task_id },
+            other => Error::Backend(other),
+        })?;
         match created {
             Created::Stored { .. } => {
                 tracing::debug!(%task_id, task_type = %task.task_type, "task dispatched");

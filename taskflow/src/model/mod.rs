@@ -105,6 +105,7 @@ mod step;
 mod task;
 mod time_serde;
 
+pub use fingerprint::Fingerprint;
 pub use options::{StepOptions, TaskInfo, TaskOptions};
 pub use route::Route;
 pub(crate) use route::RouteRef;

@@ -1,7 +1,7 @@
 use super::status::callback_result_serde;
 use super::{
-    CallbackResult, DEFAULT_TASK_MESSAGE, Route, Step, StepStatus, TaskInfo, TaskOptions,
-    TaskStatus, payload, time_serde,
+    CallbackResult, DEFAULT_TASK_MESSAGE, Fingerprint, Route, Step, StepStatus, TaskInfo,
+    TaskOptions, TaskStatus, payload, time_serde,
 };
 use crate::error::Error;
 use chrono::{DateTime, Utc};
@@ -90,8 +90,8 @@ pub struct Task {
     /// The fingerprint of the task as it was given to `Engine::dispatch` (set there; without the times that building a
     /// task sets to "now"): a task dispatched again under the same id is the same task if its fingerprint is this one
     /// (taskflow).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub dispatch_fingerprint: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispatch_fingerprint: Option<Fingerprint>,
 }
 
 clone_reusing_buffers!(Task {
@@ -169,7 +169,7 @@ impl Task {
             last_update: Some(now),
             node: options.node,
             queue: options.queue,
-            dispatch_fingerprint: String::new(),
+            dispatch_fingerprint: None,
         }
     }
 

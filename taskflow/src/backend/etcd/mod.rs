@@ -33,7 +33,7 @@ use super::{
     WorkerSpec, is_resend,
 };
 use crate::error::BackendError;
-use crate::model::Task;
+use crate::model::{Fingerprint, Task};
 use crate::sync::lock;
 use batch::{Batcher, Job, Limits};
 use error::Fail;
@@ -347,17 +347,16 @@ fn parse_task(key: &str, kv: &KeyValue) -> Result<Stored<Task>, BackendError> {
     }
 }
 
-/// The dispatch fingerprint of a stored document (empty if it has none or does not parse).
-fn stored_fingerprint(kv: &KeyValue) -> String {
+/// The dispatch fingerprint of a stored document (`None` if it has none or does not parse).
+fn stored_fingerprint(kv: &KeyValue) -> Option<Fingerprint> {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Fingerprinted {
-        #[serde(default)]
-        dispatch_fingerprint: String,
+        dispatch_fingerprint: Option<Fingerprint>,
     }
     serde_json::from_slice::<Fingerprinted>(kv.value())
-        .map(|doc| doc.dispatch_fingerprint)
-        .unwrap_or_default()
+        .ok()
+        .and_then(|doc| doc.dispatch_fingerprint)
 }
 
 /// The document read in a transaction's `get` response, if any.
@@ -419,7 +418,7 @@ impl Backend for EtcdBackend {
         // The id is taken: by this very task if the document read with the failed guard has its fingerprint (a
         // re-send after an answer was lost, or by a caller).
         match got(reply.resp.op_responses().into_iter().next()) {
-            Some(kv) if is_resend(&stored_fingerprint(&kv), task) => Ok(Created::Existing {
+            Some(kv) if is_resend(stored_fingerprint(&kv), task) => Ok(Created::Existing {
                 revision: kv.mod_revision() as u64,
             }),
             _ => Err(BackendError::AlreadyExists(task.task_id.clone())),
