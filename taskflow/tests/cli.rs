@@ -82,10 +82,7 @@ fn text(bytes: &[u8]) -> String {
 
 /// Ended by itself with exit status 0, and without a panic.
 fn ended_quietly(status: std::process::ExitStatus, stderr: &str) {
-    assert!(
-        !stderr.contains("panicked"),
-        "the CLI panicked: {stderr}"
-    );
+    assert!(!stderr.contains("panicked"), "the CLI panicked: {stderr}");
     assert!(status.success(), "{status:?}: {stderr}");
 }
 
