@@ -1,8 +1,8 @@
 //! Errors of the client API, the registry and the backends.
 
 use crate::model::TaskStatus;
-use std::sync::Arc;
 use std::fmt;
+use std::sync::Arc;
 
 /// The error of every fallible taskflow API.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +47,15 @@ pub enum Error {
     /// Waiting for a task took longer than allowed.
     #[error("timed out waiting for task `{0}`")]
     WaitTimeout(String),
+    /// A different task already has this id: the id, or the idempotency key it was derived from, was used for a
+    /// task with other content. (Dispatching the same task again is not an error.)
+    #[error(
+        "task `{task_id}` already exists with other content: its id (or idempotency key) is already used by a different task"
+    )]
+    IdTaken {
+        /// The task id.
+        task_id: String,
+    },
 }
 
 /// A failure inside a backend.

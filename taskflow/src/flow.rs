@@ -53,6 +53,7 @@ pub struct TaskBuilder<'a> {
     options: TaskOptions,
     params: Vec<(String, String)>,
     payload: Option<serde_json::Value>,
+    task_id: Option<String>,
     error: Option<Error>,
 }
 
@@ -70,8 +71,25 @@ impl<'a> TaskBuilder<'a> {
             info,
             params: Vec::new(),
             payload: None,
+            task_id: None,
             error: None,
         }
+    }
+
+    /// The task id (default: a fresh random UUID). Dispatching a task whose id is taken stores nothing: it succeeds
+    /// if the stored task is the same one (a re-send), else it fails with [`Error::IdTaken`].
+    pub fn id(mut self, task_id: impl Into<String>) -> Self {
+        self.task_id = Some(task_id.into());
+        self
+    }
+
+    /// Derives the task id from an idempotency key (a UUID v5 over the flow's task type and the key, see
+    /// [`Task::idempotent_id`]), so that a task rebuilt with the same key is dispatched once: with the same content it
+    /// is the same task ([`Engine::dispatch`](crate::Engine::dispatch) returns the existing id), with other content it
+    /// is refused with [`Error::IdTaken`]. The times that building a task sets to "now" do not count.
+    pub fn idempotency_key(self, key: &str) -> Self {
+        let task_id = Task::idempotent_id(self.flow.task_type(), key);
+        self.id(task_id)
     }
 
     /// The task name (defaults to the flow name).
@@ -149,6 +167,10 @@ impl<'a> TaskBuilder<'a> {
             return Err(error);
         }
         let mut task = self.flow.build_task(self.info, self.options)?;
+        if let Some(task_id) = self.task_id {
+            task.task_id = task_id;
+            task.validate()?;
+        }
         task.common_params.extend(self.params);
         if let Some(payload) = self.payload {
             task.common_payload = payload;

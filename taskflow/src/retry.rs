@@ -1,6 +1,10 @@
-//! The one retry policy for transport errors: exponential back-off with jitter, capped, for a bounded time.
+//! The one retry policy for transport errors: exponential back-off with jitter, capped, for a bounded time; and the
+//! once-per-episode logging of a condition that lasts (the backend out of space).
 
 use backon::ExponentialBuilder;
+use std::fmt::Display;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// How taskflow retries an operation that failed because the backend could not be reached (a transport error, a
@@ -79,6 +83,60 @@ impl RetryPolicy {
     }
 }
 
+impl RetryPolicy {
+    /// Tries again after the policy's delays while an attempt fails with an error `transient` accepts: `error` is the
+    /// failure of the attempt already made, `on_retry` hears of each failure before its delay. Gives the last error
+    /// once the delays run out or `stop` completes.
+    pub(crate) async fn retry_after<T, E, Fut>(
+        &self,
+        mut error: E,
+        mut attempt: impl FnMut() -> Fut,
+        transient: impl Fn(&E) -> bool,
+        mut on_retry: impl FnMut(&E, Duration),
+        stop: impl Future<Output = ()>,
+    ) -> Result<T, E>
+    where
+        Fut: Future<Output = Result<T, E>>,
+    {
+        tokio::pin!(stop);
+        for delay in self.delays() {
+            on_retry(&error, delay);
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = &mut stop => return Err(error),
+            }
+            match attempt().await {
+                Err(again) if transient(&again) => error = again,
+                result => return result,
+            }
+        }
+        Err(error)
+    }
+}
+
+/// A condition that lasts, such as the backend being out of space, logged once per episode: an error when it begins,
+/// debug lines while it lasts, and an info line when it ends.
+#[derive(Debug, Default)]
+pub(crate) struct Episode(AtomicBool);
+
+impl Episode {
+    /// The condition holds (again): logs `what` and `error` as an error if this begins an episode.
+    pub(crate) fn occurred(&self, what: &str, error: &dyn Display) {
+        if self.0.swap(true, Ordering::AcqRel) {
+            tracing::debug!(%error, "{what} (still)");
+        } else {
+            tracing::error!(%error, "{what}");
+        }
+    }
+
+    /// The condition is over (a cheap check while none is going on): logs `message` if an episode ends.
+    pub(crate) fn ended(&self, message: &str) {
+        if self.0.load(Ordering::Acquire) && self.0.swap(false, Ordering::AcqRel) {
+            tracing::info!("{message}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +156,62 @@ mod tests {
         // Jitter: two policies do not produce the same sequence.
         let again: Vec<_> = policy.delays().collect();
         assert_ne!(delays, again);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_retries_transient_errors_until_success_or_a_lasting_error() {
+        let policy = RetryPolicy::default();
+        let mut attempts = 0;
+        let transient = |e: &&str| *e == "transient";
+        let result: Result<(), &str> = policy
+            .retry_after(
+                "transient",
+                || {
+                    attempts += 1;
+                    std::future::ready(if attempts < 3 {
+                        Err("transient")
+                    } else {
+                        Err("lasting")
+                    })
+                },
+                transient,
+                |_, _| {},
+                std::future::pending(),
+            )
+            .await;
+        assert_eq!((result, attempts), (Err("lasting"), 3));
+        let mut retries = 0;
+        let result: Result<u8, &str> = policy
+            .retry_after(
+                "transient",
+                || std::future::ready(Ok(7)),
+                transient,
+                |_, _| retries += 1,
+                std::future::pending(),
+            )
+            .await;
+        assert_eq!((result, retries), (Ok(7), 1));
+        // Runs out after the policy's time, and stops at once when told.
+        let result: Result<(), &str> = policy
+            .retry_after(
+                "transient",
+                || std::future::ready(Err("transient")),
+                transient,
+                |_, _| {},
+                std::future::pending(),
+            )
+            .await;
+        assert_eq!(result, Err("transient"));
+        let result: Result<(), &str> = policy
+            .retry_after(
+                "transient",
+                || std::future::ready(Ok(())),
+                transient,
+                |_, _| {},
+                std::future::ready(()),
+            )
+            .await;
+        assert_eq!(result, Err("transient"));
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! A backend wrapper that slows down claims, the commit that starts the first step or the one that chains it into the
 //! next, and says when one begins: to open the windows in which a shutdown, a cancel or a deadline races a worker. It
-//! can also make the commit that starts the first step panic, as an engine bug would.
+//! can also make the commit that starts the first step panic, as an engine bug would, and make creates fail as a lost
+//! connection does: before or after the task was stored.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use taskflow::backend::{
-    ClaimToken, Claimed, Commit, FeedEvent, Message, Session, Stored, TaskPage, Transition,
-    WorkerSpec,
+    ClaimToken, Claimed, Commit, Created, FeedEvent, Message, Session, Stored, TaskPage,
+    Transition, WorkerSpec,
 };
 use taskflow::{Backend, BackendError, StepStatus, Task, TaskQuery};
 use tokio::sync::{Notify, mpsc};
@@ -29,6 +30,19 @@ pub struct Hooks {
     pub starting: Notify,
     /// The commit that starts step 0 (its first attempt) panics instead, this many times.
     pub start_panics: AtomicUsize,
+    /// This many creates fail with `Unavailable` without reaching the backend (the request was lost).
+    pub lost_creates: AtomicUsize,
+    /// This many creates store the task, then fail with `Unavailable` (the answer was lost).
+    pub lost_create_answers: AtomicUsize,
+    /// Creates that reached the backend.
+    pub creates: AtomicUsize,
+}
+
+/// Takes one from `counter` if it is not zero.
+fn take_one(counter: &AtomicUsize) -> bool {
+    counter
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
 }
 
 /// `backend`, slowed down as `hooks` say.
@@ -79,8 +93,20 @@ impl Backend for Hooked {
         "hooked"
     }
 
-    async fn create(&self, task: &Arc<Task>) -> Result<u64, BackendError> {
-        self.backend.create(task).await
+    async fn create(&self, task: &Arc<Task>) -> Result<Created, BackendError> {
+        let lost = || BackendError::Unavailable {
+            reason: "connection lost (test hook)".to_owned(),
+            source: None,
+        };
+        if take_one(&self.hooks.lost_creates) {
+            return Err(lost());
+        }
+        self.hooks.creates.fetch_add(1, Ordering::SeqCst);
+        let created = self.backend.create(task).await?;
+        if take_one(&self.hooks.lost_create_answers) {
+            return Err(lost());
+        }
+        Ok(created)
     }
 
     async fn get(&self, id: &str) -> Result<Option<Stored<Task>>, BackendError> {

@@ -6,7 +6,7 @@ use futures::TryFutureExt;
 use std::sync::Arc;
 use std::time::Duration;
 use taskflow::backend::etcd::{EtcdBackend, EtcdConfig, etcd_client};
-use taskflow::backend::{ClaimToken, Commit, FeedEvent, Message, Transition, WorkerSpec};
+use taskflow::backend::{ClaimToken, Commit, Created, FeedEvent, Message, Transition, WorkerSpec};
 use taskflow::{
     Backend, BackendError, Route, Step, StepOptions, Task, TaskInfo, TaskOptions, TaskQuery,
     TaskStatus,
@@ -88,7 +88,11 @@ async fn server() -> (EtcdServer, EtcdBackend) {
 async fn create_get_and_guards() {
     let (_server, backend) = server().await;
     let t = task("a", TaskOptions::default(), &[("s1", None), ("s2", None)]);
-    let revision = backend.create(&Arc::new(t.clone())).await.unwrap();
+    let revision = backend
+        .create(&Arc::new(t.clone()))
+        .await
+        .unwrap()
+        .revision();
     assert!(matches!(
         backend.create(&Arc::new(t.clone())).await,
         Err(BackendError::AlreadyExists(_))
@@ -141,6 +145,57 @@ async fn create_get_and_guards() {
     ));
 }
 
+/// A create under a taken id is a re-send if the stored document has the new one's dispatch fingerprint, even after the
+/// task changed (the guard's failure reads the stored document in the same transaction); anything else is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_under_a_taken_id_compares_the_dispatch_fingerprint() {
+    let (_server, backend) = server().await;
+    let mut t = task("a", TaskOptions::default(), &[("s1", None)]);
+    t.dispatch_fingerprint = Some("1".repeat(32).parse().unwrap());
+    let created = backend.create(&Arc::new(t.clone())).await.unwrap();
+    assert!(matches!(created, Created::Stored { .. }), "{created:?}");
+    let mut changed = t.clone();
+    changed.status = TaskStatus::Running;
+    let first = Message::of(&t);
+    let transition = Transition {
+        task: Arc::new(changed),
+        expected_revision: created.revision(),
+        previous: first.as_ref(),
+        claim: None,
+        release_claim: false,
+        cancel: false,
+        use_reserve: false,
+    };
+    let Commit::Applied { revision } = backend.commit(&transition).await.unwrap() else {
+        panic!("commit rejected")
+    };
+
+    // The same task sent again: nothing is written, the current revision is returned.
+    assert_eq!(
+        backend.create(&Arc::new(t.clone())).await.unwrap(),
+        Created::Existing { revision }
+    );
+    let stored = backend.get(&t.task_id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.revision, stored.value.status),
+        (revision, TaskStatus::Running)
+    );
+
+    // Another task under the same id, or one without a fingerprint, is refused.
+    for fingerprint in [Some("2".repeat(32).parse().unwrap()), None] {
+        let mut other = t.clone();
+        other.dispatch_fingerprint = fingerprint;
+        assert!(matches!(
+            backend.create(&Arc::new(other)).await,
+            Err(BackendError::AlreadyExists(id)) if id == t.task_id
+        ));
+    }
+    assert_eq!(
+        backend.get(&t.task_id).await.unwrap().unwrap().revision,
+        revision
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn feed_claims_fencing_and_cancel() {
     let (_server, backend) = server().await;
@@ -168,7 +223,11 @@ async fn feed_claims_fencing_and_cancel() {
         TaskOptions::default(),
         &[("s1", None), ("s2", Some("n2"))],
     );
-    let r0 = backend.create(&Arc::new(t.clone())).await.unwrap();
+    let r0 = backend
+        .create(&Arc::new(t.clone()))
+        .await
+        .unwrap()
+        .revision();
     let m = Message::of(&t).unwrap();
     assert_eq!(next(&mut f1).await, FeedEvent::Upsert(m.clone()));
     assert_eq!(next(&mut f2).await, FeedEvent::Upsert(m.clone()));
@@ -787,7 +846,11 @@ async fn tasks_kept_for_their_callback_do_not_hold_up_the_retention_of_others() 
     let created = waiting.iter().map(|t| backend.create(t).map_ok(drop));
     futures::future::try_join_all(created).await.unwrap();
     let settled = ended_at(long_ago + chrono::Duration::seconds(1), None);
-    let revision = backend.create(&Arc::new(settled.clone())).await.unwrap();
+    let revision = backend
+        .create(&Arc::new(settled.clone()))
+        .await
+        .unwrap()
+        .revision();
     let (session, _feed) = backend
         .open_session(spec("w", "n", &["default"]))
         .await

@@ -77,8 +77,11 @@ async fn dispatches_task_ends_and_step_outcomes_are_counted() {
         ("also good", "ok", TaskStatus::Success),
         ("bad", "boom", TaskStatus::Failure),
     ] {
-        let id = engine.dispatch(task(name, executor)).await.unwrap();
+        let sent = task(name, executor);
+        let id = engine.dispatch(sent.clone()).await.unwrap();
         assert_eq!(engine.wait_timeout(&id, wait).await.unwrap().status, status);
+        // The same task sent again is not dispatched (nor counted) twice.
+        assert_eq!(engine.dispatch(sent).await.unwrap(), id);
     }
     // A failing callback turns a success into one FAILURE, not a SUCCESS and a FAILURE.
     let grumpy = TaskOptions {

@@ -1,8 +1,8 @@
 //! The embedded in-memory backend: the same contract as etcd, in one process, without persistence.
 
 use super::{
-    Backend, ClaimToken, Claimed, Commit, FeedEvent, Message, MessageRef, Session, Stored,
-    TaskPage, TaskQuery, Transition, WorkerSpec,
+    Backend, ClaimToken, Claimed, Commit, Created, FeedEvent, Message, MessageRef, Session, Stored,
+    TaskPage, TaskQuery, Transition, WorkerSpec, is_resend,
 };
 use crate::error::BackendError;
 use crate::model::Task;
@@ -217,10 +217,16 @@ impl Backend for MemoryBackend {
         "memory"
     }
 
-    async fn create(&self, task: &Arc<Task>) -> Result<u64, BackendError> {
+    async fn create(&self, task: &Arc<Task>) -> Result<Created, BackendError> {
         let mut guard = self.state();
         let state = &mut *guard;
-        if state.tasks.contains_key(&task.task_id) {
+        if let Some(entry) = state.tasks.get(&task.task_id) {
+            let stored = &entry.doc;
+            if is_resend(stored.value.dispatch_fingerprint, task) {
+                return Ok(Created::Existing {
+                    revision: stored.revision,
+                });
+            }
             return Err(BackendError::AlreadyExists(task.task_id.clone()));
         }
         let revision = bump(&mut state.revision);
@@ -230,7 +236,7 @@ impl Backend for MemoryBackend {
         });
         entry.announce(&mut state.sessions);
         state.tasks.insert(task.task_id.clone(), entry);
-        Ok(revision)
+        Ok(Created::Stored { revision })
     }
 
     async fn get(&self, task_id: &str) -> Result<Option<Stored<Task>>, BackendError> {

@@ -16,7 +16,7 @@ mod query;
 pub use query::{SortField, TaskPage, TaskQuery};
 
 use crate::error::BackendError;
-use crate::model::{Route, RouteRef, StepStatus, Task, set};
+use crate::model::{Fingerprint, Route, RouteRef, StepStatus, Task, set};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -276,6 +276,37 @@ pub enum Commit {
     Conflict,
 }
 
+/// What [`Backend::create`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    /// The task was stored, at this revision.
+    Stored {
+        /// Its revision.
+        revision: u64,
+    },
+    /// The same task was already stored (a re-send: same id, same [`dispatch_fingerprint`]); nothing was written.
+    ///
+    /// [`dispatch_fingerprint`]: Task::dispatch_fingerprint
+    Existing {
+        /// The stored task's revision.
+        revision: u64,
+    },
+}
+
+impl Created {
+    /// The revision of the stored task.
+    pub fn revision(self) -> u64 {
+        match self {
+            Self::Stored { revision } | Self::Existing { revision } => revision,
+        }
+    }
+}
+
+/// Whether `task`, created under an id that is taken, is the stored task (whose fingerprint is `stored`) sent again.
+pub(crate) fn is_resend(stored: Option<Fingerprint>, task: &Task) -> bool {
+    task.dispatch_fingerprint.is_some() && task.dispatch_fingerprint == stored
+}
+
 /// Who a worker is and what it can do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -350,9 +381,12 @@ pub trait Backend: Send + Sync + 'static {
     /// A short name for logs (`memory`, `etcd`).
     fn name(&self) -> &'static str;
 
-    /// Stores a new task and its first message. Fails with [`BackendError::AlreadyExists`] if the id is taken and
-    /// [`BackendError::TooLarge`] if the document exceeds the backend's limit.
-    async fn create(&self, task: &Arc<Task>) -> Result<u64, BackendError>;
+    /// Stores a new task and its first message. If the id is taken, stores nothing: [`Created::Existing`] if the
+    /// stored task has the same [`dispatch_fingerprint`](Task::dispatch_fingerprint), not `None` (the same task sent
+    /// again, e.g. after an answer was lost; compared atomically with the failed create), else
+    /// [`BackendError::AlreadyExists`]. Fails with [`BackendError::TooLarge`] if the document exceeds the backend's
+    /// limit.
+    async fn create(&self, task: &Arc<Task>) -> Result<Created, BackendError>;
 
     /// Reads a task.
     async fn get(&self, task_id: &str) -> Result<Option<Stored<Task>>, BackendError>;

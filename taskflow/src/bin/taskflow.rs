@@ -5,10 +5,13 @@
 //! ```
 
 use clap::{Args, Parser, Subcommand};
+use std::fmt;
+use std::io::{self, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 use taskflow::backend::etcd::{EtcdArgs, EtcdBackend};
 use taskflow::{Engine, RetryRequest, SortField, Task, TaskQuery, TaskStatus};
+use tokio::sync::Notify;
 
 /// Operate taskflow tasks stored in etcd.
 #[derive(Debug, Parser)]
@@ -103,11 +106,51 @@ struct RetryArgs {
     by: String,
 }
 
+/// Why a command stopped early.
+enum Failure {
+    /// An error of taskflow.
+    Taskflow(taskflow::Error),
+    /// An error of the CLI's own.
+    Message(String),
+    /// Writing the output failed. A closed pipe (`taskflow list | head -n 1`) is the reader's way to say it has
+    /// read enough: the command stops quietly and succeeds.
+    Output(io::Error),
+}
+
+impl From<taskflow::Error> for Failure {
+    fn from(error: taskflow::Error) -> Self {
+        Self::Taskflow(error)
+    }
+}
+
+impl From<taskflow::BackendError> for Failure {
+    fn from(error: taskflow::BackendError) -> Self {
+        Self::Taskflow(error.into())
+    }
+}
+
+impl From<io::Error> for Failure {
+    fn from(error: io::Error) -> Self {
+        Self::Output(error)
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Taskflow(error) => error.fmt(f),
+            Self::Message(message) => f.write_str(message),
+            Self::Output(error) => write!(f, "cannot write the output: {error}"),
+        }
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli).await {
+    match run(cli, &mut io::stdout().lock()).await {
         Ok(code) => code,
+        Err(Failure::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -115,7 +158,7 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<ExitCode, taskflow::Error> {
+async fn run(cli: Cli, out: &mut impl Write) -> Result<ExitCode, Failure> {
     let config = cli.etcd.config();
     let backend: Arc<EtcdBackend> = Arc::new(config.connect().await?);
     let engine = Engine::builder()
@@ -133,12 +176,14 @@ async fn run(cli: Cli) -> Result<ExitCode, taskflow::Error> {
             query.task_index_type = args.index_type;
             query.creator = args.creator;
             let page = engine.list(&query).await?;
-            println!(
+            writeln!(
+                out,
                 "{:<36}  {:<12}  {:<20}  {:<20}  {:<16}  created",
                 "ID", "STATUS", "TYPE", "INDEX", "STEP"
-            );
+            )?;
             for task in &page.items {
-                println!(
+                writeln!(
+                    out,
                     "{:<36}  {:<12}  {:<20}  {:<20}  {:<16}  {}",
                     task.task_id,
                     task.status,
@@ -146,35 +191,21 @@ async fn run(cli: Cli) -> Result<ExitCode, taskflow::Error> {
                     task.task_index,
                     task.current_step,
                     task.created_at.map(|t| t.to_rfc3339()).unwrap_or_default()
-                );
+                )?;
             }
-            println!("{} of {} task(s)", page.items.len(), page.total);
+            writeln!(out, "{} of {} task(s)", page.items.len(), page.total)?;
         }
         Command::Show { id, json } => {
             let task = engine.get(&id).await?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&task).expect("a task serialises")
-                );
+                serde_json::to_writer_pretty(&mut *out, &task).map_err(io::Error::from)?;
+                writeln!(out)?;
             } else {
-                print_task(&task);
+                print_task(out, &task)?;
             }
         }
         Command::Watch { id } => {
-            let mut last = String::new();
-            let task = engine
-                .watch(&id, |task| {
-                    let line = format!(
-                        "{} step `{}`: {}",
-                        task.status, task.current_step, task.message
-                    );
-                    if line != last {
-                        println!("{line}");
-                        last = line;
-                    }
-                })
-                .await?;
+            let task = watch(&engine, &id, out).await?;
             return Ok(if task.status == TaskStatus::Success {
                 ExitCode::SUCCESS
             } else {
@@ -198,50 +229,100 @@ async fn run(cli: Cli) -> Result<ExitCode, taskflow::Error> {
             if args.force {
                 request = request.force();
             }
-            let task = engine.retry(&args.id, request).await?;
-            println!(
+            let task = match engine.retry(&args.id, request).await {
+                // Only a forced retry runs a task that succeeded (checked before anything else about it).
+                Err(taskflow::Error::InvalidState {
+                    status: TaskStatus::Success,
+                    ..
+                }) if !args.force => {
+                    return Err(Failure::Message(format!(
+                        "task `{}` succeeded; add --force to run it again",
+                        args.id
+                    )));
+                }
+                retried => retried?,
+            };
+            writeln!(
+                out,
                 "task {} retrying from step `{}`",
                 task.task_id, task.current_step
-            );
+            )?;
         }
         Command::Cancel { id, by } => {
             let task = engine.cancel_by(&id, &by).await?;
-            println!("task {} {}", task.task_id, task.status);
+            writeln!(out, "task {} {}", task.task_id, task.status)?;
         }
         Command::Workers => {
-            for worker in backend.workers().await? {
-                println!(
+            let workers = backend.workers().await?;
+            if workers.is_empty() {
+                writeln!(out, "no live workers")?;
+            }
+            for worker in workers {
+                writeln!(
+                    out,
                     "{}  node={}  queues={}  executors={}",
                     worker.worker_id,
                     worker.node,
                     worker.queues.join(","),
                     worker.executors.join(",")
-                );
+                )?;
             }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_task(task: &Task) {
-    println!("task     {} ({})", task.task_id, task.task_name);
-    println!(
+/// Prints each new state of a task until it has ended and its callback ran; returns the final task. Stops at once
+/// if the output cannot be written (a closed pipe), rather than when the task ends.
+async fn watch(engine: &Engine, id: &str, out: &mut impl Write) -> Result<Task, Failure> {
+    let mut last = String::new();
+    let mut failed = None;
+    let stop = Notify::new();
+    let watched = engine.watch(id, |task| {
+        let line = format!(
+            "{} step `{}`: {}",
+            task.status, task.current_step, task.message
+        );
+        if line != last && failed.is_none() {
+            if let Err(e) = writeln!(out, "{line}") {
+                failed = Some(e);
+                stop.notify_one();
+            }
+            last = line;
+        }
+    });
+    let task = tokio::select! {
+        task = watched => Some(task),
+        () = stop.notified() => None,
+    };
+    match (failed, task) {
+        (Some(e), _) => Err(e.into()),
+        (None, Some(task)) => Ok(task?),
+        (None, None) => unreachable!("the watch stops only on a write error"),
+    }
+}
+
+fn print_task(out: &mut impl Write, task: &Task) -> io::Result<()> {
+    writeln!(out, "task     {} ({})", task.task_id, task.task_name)?;
+    writeln!(
+        out,
         "type     {}   index {} ({})",
         task.task_type, task.task_index, task.task_index_type
-    );
-    println!("status   {}: {}", task.status, task.message);
-    println!("creator  {}   updater {}", task.creator, task.updater);
+    )?;
+    writeln!(out, "status   {}: {}", task.status, task.message)?;
+    writeln!(out, "creator  {}   updater {}", task.creator, task.updater)?;
     if !task.callback_name.is_empty() {
         let result = task
             .callback_result
             .map(|r| format!("{r:?}"))
             .unwrap_or_else(|| "pending".into());
-        println!(
+        writeln!(
+            out,
             "callback {} → {} {}",
             task.callback_name, result, task.callback_message
-        );
+        )?;
     }
-    println!("steps:");
+    writeln!(out, "steps:")?;
     for step in &task.steps {
         let marker = if step.name == task.current_step {
             "→"
@@ -249,15 +330,17 @@ fn print_task(task: &Task) {
             " "
         };
         let skipped = if step.skipped { " (skipped)" } else { "" };
-        println!(
+        writeln!(
+            out,
             " {marker} {:<20} {:<10}{skipped} attempt {} retries {}/{}  {}",
             step.name, step.status, step.attempt, step.retry_count, step.max_retries, step.message
-        );
+        )?;
     }
     if !task.common_params.is_empty() {
-        println!("shared variables:");
+        writeln!(out, "shared variables:")?;
         for (key, value) in &task.common_params {
-            println!("   {key} = {value}");
+            writeln!(out, "   {key} = {value}")?;
         }
     }
+    Ok(())
 }

@@ -1,7 +1,7 @@
 //! The client API of the engine: dispatch, get, list, wait, retry, cancel.
 
 use super::{Engine, RetryRequest, machine};
-use crate::backend::{Commit, Message, Stored, TaskPage, TaskQuery, Transition, Work};
+use crate::backend::{Commit, Created, Message, Stored, TaskPage, TaskQuery, Transition, Work};
 use crate::error::{BackendError, Error, Result};
 use crate::model::{StepStatus, Task, TaskStatus};
 use chrono::Utc;
@@ -11,11 +11,32 @@ use std::time::Duration;
 impl Engine {
     /// Validates and stores a task and queues its first step; returns the task id.
     ///
-    /// Rejected (nothing stored) when the task breaks a rule, names an executor or callback this engine does not
-    /// know, has a param template that does not parse, or is larger than the backend accepts.
+    /// **Idempotent.** A task is the same task if it has the same id and the same content: everything the caller
+    /// gave but the times that building a task sets to "now" (see [`Task::dispatch_fingerprint`]). Dispatching a task
+    /// that is already stored stores nothing, runs nothing again and returns its id, whatever happened to the task
+    /// since (as long as it is kept: see the etcd backend's retention). A task rebuilt from scratch is the same task
+    /// if it gets the same id: [`TaskBuilder::idempotency_key`](crate::TaskBuilder::idempotency_key) derives it from
+    /// a key of the caller's.
+    ///
+    /// A backend that cannot be reached is retried with the engine's [`RetryPolicy`](crate::RetryPolicy)
+    /// ([`EngineBuilder::retry_policy`](crate::EngineBuilder::retry_policy)), sending the same task each time: a
+    /// first attempt that was stored although its answer was lost is found, not duplicated.
+    ///
+    /// What an error means:
+    /// - [`Error::InvalidTask`] (the task breaks a rule, names an executor or callback this engine does not know, or
+    ///   has a param template that does not parse), [`Error::TooLarge`] (larger than the backend accepts): nothing
+    ///   was stored.
+    /// - [`Error::IdTaken`]: a task with other content has this id (or idempotency key); nothing was stored.
+    /// - [`Error::Backend`] with [`BackendError::Unavailable`], after the retries: **the task may or may not have been
+    ///   stored** (and so may run). Do not build a new task: dispatch the same task again (or rebuild it with the
+    ///   same idempotency key) once the backend is back; that is safe, it is stored and run once.
+    ///   [`get`](Self::get) with its id also tells.
+    /// - another [`Error::Backend`]: the backend refused the task (e.g. an id etcd cannot use, no permission);
+    ///   nothing was stored.
     pub async fn dispatch(&self, mut task: Task) -> Result<String> {
         task.validate()?;
         self.check_references(&task)?;
+        task.dispatch_fingerprint = Some(task.fingerprint());
         let now = Utc::now();
         task.status = TaskStatus::Initializing;
         task.created_at.get_or_insert(now);
@@ -28,21 +49,41 @@ impl Engine {
             first.due_at = machine::due_time(first, now);
         }
         let task = Arc::new(task);
-        self.inner
-            .backend
-            .create(&task)
-            .await
-            .map_err(|e| match e {
-                BackendError::TooLarge { size, limit } => Error::TooLarge {
-                    task_id: task.task_id.clone(),
-                    size,
-                    limit,
-                },
-                other => Error::Backend(other),
-            })?;
-        tracing::debug!(task_id = %task.task_id, task_type = %task.task_type, "task dispatched");
-        self.inner.metrics.task(&task.task_type).dispatched();
-        Ok(task.task_id.clone())
+        let task_id = &task.task_id;
+        let backend = &self.inner.backend;
+        let created = match backend.create(&task).await {
+            Err(error @ BackendError::Unavailable { .. }) => {
+                let retry = || backend.create(&task);
+                let unavailable = |e: &BackendError| matches!(e, BackendError::Unavailable { .. });
+                let log = |error: &BackendError, delay| {
+                    tracing::debug!(%task_id, %error, ?delay, "dispatch: backend unavailable, sending the task again");
+                };
+                let policy = &self.inner.retry;
+                policy
+                    .retry_after(error, retry, unavailable, log, std::future::pending())
+                    .await
+            }
+            other => other,
+        };
+        let created = created.map_err(|e| match e {
+            BackendError::TooLarge { size, limit } => Error::TooLarge {
+                task_id: task_id.clone(),
+                size,
+                limit,
+            },
+            BackendError::AlreadyExists(task_id) => Error::IdTaken { task_id },
+            other => Error::Backend(other),
+        })?;
+        match created {
+            Created::Stored { .. } => {
+                tracing::debug!(%task_id, task_type = %task.task_type, "task dispatched");
+                self.inner.metrics.task(&task.task_type).dispatched();
+            }
+            Created::Existing { .. } => {
+                tracing::debug!(%task_id, task_type = %task.task_type, "task already dispatched: sent again");
+            }
+        }
+        Ok(task_id.clone())
     }
 
     /// Rejects executors and callbacks nobody registered, and templates that do not parse.

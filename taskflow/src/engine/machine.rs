@@ -251,14 +251,16 @@ pub(crate) fn retry(
     if !task.is_terminal() {
         return Err("only an ended task can be retried".to_owned());
     }
+    // Checked first, so that a front end may tell its users how to force (`RetryRequest::force`, the CLI's `--force`)
+    // from the status alone.
+    if task.status == TaskStatus::Success && !request.force {
+        return Err("the task succeeded; only a forced retry runs it again".to_owned());
+    }
     if !task.is_settled() {
         return Err(format!(
             "the task's callback `{}` has not run yet; retry once it has (it runs exactly once per end)",
             task.callback_name
         ));
-    }
-    if task.status == TaskStatus::Success && !request.force {
-        return Err("the task succeeded; use `RetryRequest::force` to run it again".to_owned());
     }
     let mut from = match &request.from {
         RetryFrom::Start => 0,
@@ -529,6 +531,22 @@ mod tests {
             retry(&mut t, &RetryRequest::default(), now()).is_err(),
             "a running task cannot be retried"
         );
+    }
+
+    #[test]
+    fn a_task_that_succeeded_needs_force_before_anything_else() {
+        let mut t = task(&[("a", StepOptions::default())]);
+        start_step(&mut t, 0, now());
+        finish_step(&mut t, 0, ok(), now(), &Backoff::default());
+        assert_eq!(t.status, TaskStatus::Success);
+        // Its callback has not run yet, but what a retry without force hears first is that it needs force.
+        let unforced = retry(&mut t.clone(), &RetryRequest::default(), now()).unwrap_err();
+        assert!(unforced.contains("forced retry"), "{unforced}");
+        let forced = retry(&mut t.clone(), &RetryRequest::default().force(), now()).unwrap_err();
+        assert!(forced.contains("has not run yet"), "{forced}");
+        record_callback(&mut t, Ok(()), now());
+        retry(&mut t, &RetryRequest::default().force(), now()).unwrap();
+        assert_eq!(t.status, TaskStatus::Running);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::error::Result;
 use crate::flow::TaskMgr;
 use crate::registry::{Registry, RegistryBuilder};
 use crate::render::Renderer;
+use crate::retry::RetryPolicy;
 use crate::step::StepMgr;
 use minijinja::functions::Function;
 use minijinja::value::{FunctionArgs, FunctionResult};
@@ -38,6 +39,8 @@ pub(crate) struct Inner {
     pub(crate) renderer: Renderer,
     pub(crate) backoff: Backoff,
     pub(crate) cancel_grace: Duration,
+    /// How client operations retry a backend that cannot be reached.
+    pub(crate) retry: RetryPolicy,
     /// Metrics handles, registered on first use.
     pub(crate) metrics: metrics::MetricsCache,
 }
@@ -50,6 +53,7 @@ pub struct EngineBuilder {
     renderer: Renderer,
     backoff: Backoff,
     cancel_grace: Duration,
+    retry: RetryPolicy,
     inventory: bool,
 }
 
@@ -62,6 +66,7 @@ impl Engine {
             renderer: Renderer::default(),
             backoff: Backoff::default(),
             cancel_grace: Duration::from_secs(2),
+            retry: RetryPolicy::default(),
             inventory: true,
         }
     }
@@ -167,6 +172,13 @@ impl EngineBuilder {
         self
     }
 
+    /// How [`Engine::dispatch`] retries a backend that cannot be reached (default [`RetryPolicy::default`]: for
+    /// about a minute).
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
     /// Validates the registry (one error listing every problem) and builds the engine.
     pub fn build(self) -> Result<Engine> {
         let registry = if self.inventory {
@@ -185,6 +197,7 @@ impl EngineBuilder {
                 renderer: self.renderer,
                 backoff: self.backoff,
                 cancel_grace: self.cancel_grace,
+                retry: self.retry,
                 metrics: metrics::MetricsCache::default(),
             }),
         })

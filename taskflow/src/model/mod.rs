@@ -72,6 +72,7 @@ impl<T: Identical> Identical for Option<T> {
     }
 }
 
+mod fingerprint;
 mod options;
 mod payload;
 mod route;
@@ -80,6 +81,7 @@ mod step;
 mod task;
 mod time_serde;
 
+pub use fingerprint::Fingerprint;
 pub use options::{StepOptions, TaskInfo, TaskOptions};
 pub use route::Route;
 pub(crate) use route::RouteRef;

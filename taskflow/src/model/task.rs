@@ -1,7 +1,7 @@
 use super::status::callback_result_serde;
 use super::{
-    CallbackResult, DEFAULT_TASK_MESSAGE, Route, Step, StepStatus, TaskInfo, TaskOptions,
-    TaskStatus, payload, time_serde,
+    CallbackResult, DEFAULT_TASK_MESSAGE, Fingerprint, Route, Step, StepStatus, TaskInfo,
+    TaskOptions, TaskStatus, payload, time_serde,
 };
 use crate::error::Error;
 use chrono::{DateTime, Utc};
@@ -87,6 +87,11 @@ pub struct Task {
     /// Sends every step to a queue unless the step says otherwise (taskflow).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<String>,
+    /// The fingerprint of the task as it was given to `Engine::dispatch` (set there; without the times that building a
+    /// task sets to "now"): a task dispatched again under the same id is the same task if its fingerprint is this one
+    /// (taskflow).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispatch_fingerprint: Option<Fingerprint>,
 }
 
 clone_reusing_buffers!(Task {
@@ -111,6 +116,7 @@ clone_reusing_buffers!(Task {
     created_at,
     node,
     queue,
+    dispatch_fingerprint,
     steps,
 } unless_equal {
     common_params,
@@ -125,6 +131,9 @@ fn new_task_id() -> String {
         .encode_lower(&mut buffer)
         .to_owned()
 }
+
+/// The UUID namespace of the task ids derived from idempotency keys ([`Task::idempotent_id`]).
+const IDEMPOTENCY_NAMESPACE: uuid::Uuid = uuid::uuid!("5b0c8f9e-3d2a-4e71-9a6f-1c7e2b4d8a30");
 
 /// Up to this many steps, `validate` looks for duplicate names by comparing pairs.
 const SHORT_CHAIN: usize = 16;
@@ -158,7 +167,20 @@ impl Task {
             last_update: Some(now),
             node: options.node,
             queue: options.queue,
+            dispatch_fingerprint: None,
         }
+    }
+
+    /// The id of the task of this type built with the idempotency key `key`
+    /// ([`TaskBuilder::idempotency_key`](crate::TaskBuilder::idempotency_key)): a UUID v5 over the type and the key,
+    /// so that a task rebuilt with the same key gets the same id, and so the same task is not dispatched twice.
+    pub fn idempotent_id(task_type: &str, key: &str) -> String {
+        let name = format!("{}:{task_type}:{key}", task_type.len());
+        let mut buffer = uuid::Uuid::encode_buffer();
+        uuid::Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, name.as_bytes())
+            .hyphenated()
+            .encode_lower(&mut buffer)
+            .to_owned()
     }
 
     /// Appends a step (chainable).

@@ -31,11 +31,11 @@ pub use etcd_client;
 pub use keys::KeyLayout;
 
 use super::{
-    Backend, Commit, FeedEvent, Message, Session, Stored, TaskPage, TaskQuery, Transition,
-    WorkerSpec,
+    Backend, Commit, Created, FeedEvent, Message, Session, Stored, TaskPage, TaskQuery, Transition,
+    WorkerSpec, is_resend,
 };
 use crate::error::BackendError;
-use crate::model::Task;
+use crate::model::{Fingerprint, Task};
 use crate::sync::lock;
 use batch::{Batcher, Job, Limits};
 use error::Fail;
@@ -45,7 +45,6 @@ use etcd_client::{
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -65,7 +64,7 @@ pub(crate) struct Inner {
     /// The claims this process holds or is making.
     claims: Claims,
     /// etcd refused a write for lack of space and no write went through since (see `retries.rs`).
-    out_of_space: AtomicBool,
+    out_of_space: crate::retry::Episode,
 }
 
 /// The claims this process holds (task id → fence) and the claim requests in flight (task id → count), to tell a
@@ -278,7 +277,7 @@ impl EtcdBackend {
                 config,
                 cancel_lease: tokio::sync::Mutex::new(None),
                 claims: Claims::default(),
-                out_of_space: AtomicBool::new(false),
+                out_of_space: crate::retry::Episode::default(),
             }),
         })
     }
@@ -359,6 +358,18 @@ fn parse_task(key: &str, kv: &KeyValue) -> Result<Stored<Task>, BackendError> {
     }
 }
 
+/// The dispatch fingerprint of a stored document (`None` if it has none or does not parse).
+fn stored_fingerprint(kv: &KeyValue) -> Option<Fingerprint> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Fingerprinted {
+        dispatch_fingerprint: Option<Fingerprint>,
+    }
+    serde_json::from_slice::<Fingerprinted>(kv.value())
+        .ok()
+        .and_then(|doc| doc.dispatch_fingerprint)
+}
+
 /// The document read in a transaction's `get` response, if any.
 fn got(op: Option<TxnOpResponse>) -> Option<KeyValue> {
     match op {
@@ -373,7 +384,7 @@ impl Backend for EtcdBackend {
         "etcd"
     }
 
-    async fn create(&self, task: &Arc<Task>) -> Result<u64, BackendError> {
+    async fn create(&self, task: &Arc<Task>) -> Result<Created, BackendError> {
         Self::check_id(&task.task_id)?;
         let inner = &self.inner;
         let keys = &inner.keys;
@@ -392,10 +403,16 @@ impl Backend for EtcdBackend {
             ));
         }
         self.check_size(bytes, false)?;
-        let count = ops.len() + summary_ops;
+        // The guard, the writes, and the read of the stored document if the guard fails.
+        let count = 1 + ops.len() + summary_ops + 1;
         let txn = Txn::new()
-            .when([Compare::create_revision(doc_key, CompareOp::Equal, 0)])
-            .and_then(ops);
+            .when([Compare::create_revision(
+                doc_key.clone(),
+                CompareOp::Equal,
+                0,
+            )])
+            .and_then(ops)
+            .or_else([TxnOp::get(doc_key, None)]);
         let reply = inner
             .submit(Job {
                 task: task.task_id.clone(),
@@ -405,9 +422,17 @@ impl Backend for EtcdBackend {
             })
             .await?;
         if reply.resp.succeeded() {
-            Ok(reply.revision as u64)
-        } else {
-            Err(BackendError::AlreadyExists(task.task_id.clone()))
+            return Ok(Created::Stored {
+                revision: reply.revision as u64,
+            });
+        }
+        // The id is taken: by this very task if the document read with the failed guard has its fingerprint (a
+        // re-send after an answer was lost, or by a caller).
+        match got(reply.resp.op_responses().into_iter().next()) {
+            Some(kv) if is_resend(stored_fingerprint(&kv), task) => Ok(Created::Existing {
+                revision: kv.mod_revision() as u64,
+            }),
+            _ => Err(BackendError::AlreadyExists(task.task_id.clone())),
         }
     }
 

@@ -9,26 +9,18 @@
 use super::Inner;
 use super::error::Fail;
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 impl Inner {
     /// Logs that etcd refused a write of `what` for lack of space: an error once per episode, then at debug level.
     pub(crate) fn out_of_space(&self, what: &str, fail: &Fail) {
-        if self.out_of_space.swap(true, Ordering::AcqRel) {
-            tracing::debug!(error = %fail, "{what}: etcd is still out of space");
-        } else {
-            tracing::error!(error = %fail, "{what}: etcd is out of space");
-        }
+        self.out_of_space
+            .occurred(&format!("{what}: etcd is out of space"), fail);
     }
 
     /// A write that needed space went through: ends an out-of-space episode.
     pub(crate) fn has_space(&self) {
-        if self.out_of_space.load(Ordering::Acquire)
-            && self.out_of_space.swap(false, Ordering::AcqRel)
-        {
-            tracing::info!("etcd accepts writes again");
-        }
+        self.out_of_space.ended("etcd accepts writes again");
     }
 }
 

@@ -11,7 +11,6 @@ use crate::error::BackendError;
 use crate::model::{StepStatus, Task};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
-use std::time::Duration;
 
 impl Driver {
     /// Commits a new document under the claim, retrying while the backend is unavailable.
@@ -123,40 +122,46 @@ pub(super) enum Committed {
     Rejected,
 }
 
-/// Commits, retrying with back-off while the backend is unavailable (up to about a minute, or until shutdown).
+/// Commits, retrying with the engine's [`RetryPolicy`](crate::RetryPolicy) while the backend cannot be reached or is
+/// out of space (up to about a minute by default, or until the shutdown's grace period is over).
 pub(super) async fn commit_with_retry(
     shared: &Shared,
     transition: &Transition<'_>,
 ) -> Result<Commit, BackendError> {
     match shared.engine.inner.backend.commit(transition).await {
         // The rare path is boxed: it keeps every driver's future (allocated per task) small.
-        Err(error @ BackendError::Unavailable { .. }) => {
-            Box::pin(retry_commit(shared, transition, error)).await
-        }
+        Err(error) if transient(&error) => Box::pin(retry_commit(shared, transition, error)).await,
         result => result,
     }
+}
+
+/// Whether a failed commit may go through later as it is.
+fn transient(error: &BackendError) -> bool {
+    matches!(
+        error,
+        BackendError::Unavailable { .. } | BackendError::NoSpace { .. }
+    )
 }
 
 /// The retries of [`commit_with_retry`] after a first failure.
 async fn retry_commit(
     shared: &Shared,
     transition: &Transition<'_>,
-    mut error: BackendError,
+    error: BackendError,
 ) -> Result<Commit, BackendError> {
-    let mut delay = Duration::from_millis(50);
-    for _ in 0..12 {
-        tracing::warn!(%error, "commit failed; retrying");
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = shared.abort.cancelled() => return Err(error),
-        }
-        delay = (delay * 2).min(Duration::from_secs(10));
-        match shared.engine.inner.backend.commit(transition).await {
-            Err(again @ BackendError::Unavailable { .. }) => error = again,
-            result => return result,
-        }
+    let backend = &shared.engine.inner.backend;
+    let retry = || backend.commit(transition);
+    let log = |error: &BackendError, _| shared.backend_failed("commit", error);
+    let policy = &shared.engine.inner.retry;
+    let result = policy
+        .retry_after(error, retry, transient, log, shared.abort.cancelled())
+        .await;
+    if result.is_ok() {
+        shared
+            .out_of_space
+            .ended("the backend accepts writes again");
     }
-    Err(error)
+    result
 }
 
 #[cfg(test)]

@@ -173,10 +173,15 @@ async fn claim_and_drive(shared: &Arc<Shared>, message: Message) {
     let _active = Active::new(shared);
     let losses = shared.losses.load(Ordering::Acquire);
     let claimed = match shared.session.claim(&message).await {
-        Ok(Some(claimed)) => claimed,
+        Ok(Some(claimed)) => {
+            shared
+                .out_of_space
+                .ended("the backend accepts writes again");
+            claimed
+        }
         Ok(None) => return,
         Err(e) => {
-            tracing::warn!(error = %e, "claim failed; will look again");
+            shared.backend_failed("claim", &e);
             let _ = shared.retry_tx.send(message);
             return;
         }

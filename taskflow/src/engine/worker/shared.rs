@@ -3,7 +3,9 @@
 use super::pending::Pending;
 use crate::backend::{Message, Session, WorkerSpec};
 use crate::engine::Engine;
+use crate::error::BackendError;
 use crate::model::Task;
+use crate::retry::Episode;
 use crate::sync::lock;
 use foldhash::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
@@ -49,9 +51,22 @@ pub(super) struct Shared {
     /// The messages this worker knows, filled by the scheduler from the feed, taken by the scheduler and by drivers
     /// that finished their task (which go on with the next due message instead of ending).
     pending: Mutex<Pending>,
+    /// The backend refused writes for lack of space (logged once per episode).
+    pub(super) out_of_space: Episode,
 }
 
 impl Shared {
+    /// Logs a failed claim or commit (`what`) that is looked at again later: the backend being out of space once per
+    /// episode (as an error that says what to do), anything else as a warning.
+    pub(super) fn backend_failed(&self, what: &str, error: &BackendError) {
+        if let BackendError::NoSpace { .. } = error {
+            let what = format!("{what} refused: the backend is out of space; retrying");
+            self.out_of_space.occurred(&what, error);
+        } else {
+            tracing::warn!(%error, "{what} failed; retrying");
+        }
+    }
+
     /// The state of a worker that starts with `concurrency` permits and the session `session`.
     pub(super) fn new(
         engine: Engine,
@@ -74,6 +89,7 @@ impl Shared {
             abort: CancellationToken::new(),
             tracker: TaskTracker::new(),
             permits: Arc::new(Semaphore::new(concurrency)),
+            out_of_space: Episode::default(),
             spares: Mutex::new(Vec::with_capacity(concurrency)),
             concurrency,
             retry_tx,
