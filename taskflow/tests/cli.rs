@@ -168,7 +168,8 @@ async fn workers_says_when_none_is_alive() {
     let setup = setup().await;
     let none = setup.run(&["workers"]).await;
     assert!(none.status.success(), "{}", text(&none.stderr));
-    assert_eq!(text(&none.stdout), "no live workers\n");
+    assert_eq!(text(&none.stdout), "");
+    assert_eq!(text(&none.stderr), "no live workers\n");
 
     let worker = setup
         .engine

@@ -3,11 +3,15 @@
 
 use metrics_util::CompositeKey;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+use taskflow::{Backend, MemoryBackend, RetryPolicy};
 use taskflow::{
     CallbackError, Engine, Step, StepError, StepOptions, Task, TaskInfo, TaskOptions, TaskStatus,
     callback_fn, step_fn,
 };
+use taskflow_tests::hooks::{Hooked, Hooks};
 
 /// What a snapshot holds: metric key and value.
 type Metrics = Vec<(CompositeKey, DebugValue)>;
@@ -59,7 +63,16 @@ async fn dispatches_task_ends_and_step_outcomes_are_counted() {
     recorder
         .install()
         .expect("the only recorder of this binary");
+    // The first create's answer is lost: the engine sends the task again and finds it stored by that first attempt.
+    let memory: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+    let hooks = Hooks {
+        lost_create_answers: AtomicUsize::new(1),
+        ..Hooks::default()
+    };
+    let (backend, hooks) = Hooked::wrap(&memory, hooks);
     let engine = Engine::builder()
+        .shared_backend(backend)
+        .retry_policy(RetryPolicy::default().min_delay(Duration::from_millis(1)))
         .without_inventory()
         .step(step_fn("ok", |_ctx| async { Ok(()) }))
         .step(step_fn("boom", |_ctx| async {
@@ -80,7 +93,8 @@ async fn dispatches_task_ends_and_step_outcomes_are_counted() {
         let sent = task(name, executor);
         let id = engine.dispatch(sent.clone()).await.unwrap();
         assert_eq!(engine.wait_timeout(&id, wait).await.unwrap().status, status);
-        // The same task sent again is not dispatched (nor counted) twice.
+        // The same task sent again is not dispatched (nor counted) twice; the first one is counted although the
+        // answer of its first attempt was lost.
         assert_eq!(engine.dispatch(sent).await.unwrap(), id);
     }
     // A failing callback turns a success into one FAILURE, not a SUCCESS and a FAILURE.
@@ -113,6 +127,11 @@ async fn dispatches_task_ends_and_step_outcomes_are_counted() {
         TaskStatus::Revoked
     );
     worker.shutdown().await;
+    assert_eq!(
+        hooks.lost_create_answers.load(Ordering::SeqCst),
+        0,
+        "an answer was lost"
+    );
 
     // Counters are read once: a snapshot resets them.
     let metrics: Metrics = snapshotter

@@ -255,7 +255,8 @@ async fn run(cli: Cli, out: &mut impl Write) -> Result<ExitCode, Failure> {
         Command::Workers => {
             let workers = backend.workers().await?;
             if workers.is_empty() {
-                writeln!(out, "no live workers")?;
+                // On stderr: a script counting the lines of stdout counts no worker.
+                eprintln!("no live workers");
             }
             for worker in workers {
                 writeln!(

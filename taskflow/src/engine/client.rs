@@ -27,10 +27,11 @@ impl Engine {
     ///   has a param template that does not parse), [`Error::TooLarge`] (larger than the backend accepts): nothing
     ///   was stored.
     /// - [`Error::IdTaken`]: a task with other content has this id (or idempotency key); nothing was stored.
-    /// - [`Error::Backend`] with [`BackendError::Unavailable`], after the retries: **the task may or may not have been
-    ///   stored** (and so may run). Do not build a new task: dispatch the same task again (or rebuild it with the
-    ///   same idempotency key) once the backend is back; that is safe, it is stored and run once.
-    ///   [`get`](Self::get) with its id also tells.
+    /// - [`Error::Backend`] with [`BackendError::Unavailable`] (after the retries) or [`BackendError::NoSpace`]
+    ///   (etcd may apply the write that crosses its quota and still answer so): **the task may or may not have been
+    ///   stored** (and so may run). Do not build a new task: dispatch the same task again (keep a clone, or its id:
+    ///   `dispatch` takes the task) or rebuild it with the same id or idempotency key, once the backend is back;
+    ///   that is safe, it is stored and run once. [`get`](Self::get) with its id also tells.
     /// - another [`Error::Backend`]: the backend refused the task (e.g. an id etcd cannot use, no permission);
     ///   nothing was stored.
     pub async fn dispatch(&self, mut task: Task) -> Result<String> {
@@ -51,8 +52,11 @@ impl Engine {
         let task = Arc::new(task);
         let task_id = &task.task_id;
         let backend = &self.inner.backend;
+        // Whether an earlier attempt of this call may have stored the task (its answer lost).
+        let mut lost = false;
         let created = match backend.create(&task).await {
             Err(error @ BackendError::Unavailable { .. }) => {
+                lost = true;
                 let retry = || backend.create(&task);
                 let unavailable = |e: &BackendError| matches!(e, BackendError::Unavailable { .. });
                 let log = |error: &BackendError, delay| {
@@ -74,14 +78,12 @@ impl Engine {
             BackendError::AlreadyExists(task_id) => Error::IdTaken { task_id },
             other => Error::Backend(other),
         })?;
-        match created {
-            Created::Stored { .. } => {
-                tracing::debug!(%task_id, task_type = %task.task_type, "task dispatched");
-                self.inner.metrics.task(&task.task_type).dispatched();
-            }
-            Created::Existing { .. } => {
-                tracing::debug!(%task_id, task_type = %task.task_type, "task already dispatched: sent again");
-            }
+        // Found stored after an attempt of this call whose answer was lost: most likely that attempt stored it.
+        if matches!(created, Created::Stored { .. }) || lost {
+            tracing::debug!(%task_id, task_type = %task.task_type, "task dispatched");
+            self.inner.metrics.task(&task.task_type).dispatched();
+        } else {
+            tracing::debug!(%task_id, task_type = %task.task_type, "task already dispatched: sent again");
         }
         Ok(task_id.clone())
     }

@@ -172,8 +172,10 @@ impl EngineBuilder {
         self
     }
 
-    /// How [`Engine::dispatch`] retries a backend that cannot be reached (default [`RetryPolicy::default`]: for
-    /// about a minute).
+    /// How the engine retries a backend that cannot be reached (default [`RetryPolicy::default`]: delays adding up
+    /// to a minute, each attempt also bounded by the backend's own request timeout): [`Engine::dispatch`] sends the
+    /// same task again, and a worker retries a commit (also while the backend is out of space), holding its claim
+    /// meanwhile. `cancel` and `retry` are not retried: they report the backend's error at once.
     pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
         self

@@ -40,7 +40,11 @@ impl Task {
     pub(crate) fn fingerprint(&mut self) -> Fingerprint {
         let times = (self.created_at.take(), self.last_update.take());
         let own = self.dispatch_fingerprint.take();
-        let steps: Vec<_> = self.steps.iter_mut().map(|s| s.last_update.take()).collect();
+        let steps: Vec<_> = self
+            .steps
+            .iter_mut()
+            .map(|s| s.last_update.take())
+            .collect();
         let mut hasher = Xxh3::new();
         hasher.update(VERSION);
         // Writing into a hasher cannot fail, and a task's document always serialises (string keys only).

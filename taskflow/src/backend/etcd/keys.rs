@@ -146,7 +146,8 @@ impl KeyLayout {
     }
 
     /// A key that is never written. Every batch puts it in its `else` branch, which is never taken (a batch has no
-    /// guard of its own), so that etcd counts the batch against its space quota: etcd versions without the fix of
+    /// guard of its own), so that etcd checks its space quota for the batch (once the quota is reached or the alarm raised, the batch
+    /// is refused; its nested writes may still be the ones that cross it): etcd versions without the fix of
     /// etcd-io/etcd#22134 (3.4, 3.5 before it) count only the writes of the top level of a transaction there, and let
     /// the nested writes of a batch through while it refuses every other write for lack of space.
     pub fn space_check(&self) -> String {

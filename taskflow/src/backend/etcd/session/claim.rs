@@ -71,9 +71,11 @@ pub(super) async fn claim(
     {
         Ok(reply) => reply,
         Err(fail) => {
-            if let Fail::Unavailable(_) = fail {
-                // The claim may have been applied although its answer was lost: such a claim would hold the
-                // message as long as the session lives. Look for it once etcd answers again.
+            if let Fail::Unavailable(_) | Fail::NoSpace(_) = fail {
+                // The claim may have been applied although its answer was lost, or although etcd answered that it
+                // is out of space (its quota check runs after the write that crossed it): such a claim would hold
+                // the message as long as the session lives. Look for it once etcd answers again (a release is a
+                // delete, which etcd accepts while out of space).
                 let orphan = drop_orphan(Arc::clone(shared), task_id.clone(), lease, fail.clone());
                 tokio::spawn(orphan);
             }
