@@ -9,10 +9,10 @@
 //! one by one so only the faulty one fails.
 
 use super::error::Fail;
-use etcd_client::{Client, KvClient, Txn, TxnOp, TxnOpResponse, TxnResponse};
+use super::members::{Members, Repeat};
+use etcd_client::{Txn, TxnOp, TxnOpResponse, TxnResponse};
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// The largest answer accepted from etcd.
@@ -37,6 +37,7 @@ pub(crate) struct Job {
 
 struct Queued {
     job: Job,
+    repeat: Repeat,
     reply: oneshot::Sender<Result<Reply, Fail>>,
 }
 
@@ -55,32 +56,28 @@ pub(crate) struct Limits {
     pub(crate) max_ops: usize,
     pub(crate) max_bytes: usize,
     pub(crate) max_in_flight: usize,
-    pub(crate) timeout: Duration,
 }
 
 impl Batcher {
-    pub(crate) fn start(client: &Client, limits: Limits) -> Self {
+    pub(crate) fn start(members: Arc<Members>, limits: Limits) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        // Claims answer with task documents (up to 1.5 MiB each): a batch's answer may exceed tonic's 4 MiB default.
-        let client = client
-            .kv_client()
-            .max_decoding_message_size(MAX_RESPONSE_BYTES);
-        tokio::spawn(run(client, limits, rx));
+        tokio::spawn(run(members, limits, rx));
         Self { tx }
     }
 
-    /// Sends a transaction and waits for its response.
-    pub(crate) async fn submit(&self, job: Job) -> Result<Reply, Fail> {
+    /// Sends a transaction and waits for its response. `repeat` tells whether it may be sent again after a failure
+    /// that leaves unknown whether etcd applied it (a batch is sent again only if all its transactions may be).
+    pub(crate) async fn submit(&self, job: Job, repeat: Repeat) -> Result<Reply, Fail> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Queued { job, reply })
+            .send(Queued { job, repeat, reply })
             .map_err(|_| Fail::Other("etcd backend dropped".to_owned()))?;
         rx.await
             .map_err(|_| Fail::Unavailable("etcd request abandoned".to_owned()))?
     }
 }
 
-async fn run(client: KvClient, limits: Limits, mut rx: mpsc::UnboundedReceiver<Queued>) {
+async fn run(members: Arc<Members>, limits: Limits, mut rx: mpsc::UnboundedReceiver<Queued>) {
     let permits = Arc::new(Semaphore::new(limits.max_in_flight));
     let mut deferred: VecDeque<Queued> = VecDeque::new();
     loop {
@@ -126,27 +123,31 @@ async fn run(client: KvClient, limits: Limits, mut rx: mpsc::UnboundedReceiver<Q
             carry.extend(deferred.drain(..));
             deferred = carry;
         }
-        let client = client.clone();
+        let members = Arc::clone(&members);
         tokio::spawn(async move {
-            send(client, batch, limits.timeout).await;
+            send(&members, batch).await;
             drop(permit);
         });
     }
 }
 
-async fn txn(client: &mut KvClient, txn: Txn, timeout: Duration) -> Result<TxnResponse, Fail> {
-    match tokio::time::timeout(timeout, client.txn(txn)).await {
-        Ok(result) => result.map_err(Fail::from),
-        Err(_) => Err(Fail::Unavailable(format!(
-            "etcd did not answer within {timeout:?}"
-        ))),
-    }
+/// Sends a write transaction.
+async fn txn(members: &Members, txn: &Txn, repeat: Repeat) -> Result<TxnResponse, Fail> {
+    members
+        .request(repeat, |client| async move {
+            // Claims answer with task documents (up to 1.5 MiB each): a batch's answer may exceed tonic's 4 MiB default.
+            let mut kv = client
+                .kv_client()
+                .max_decoding_message_size(MAX_RESPONSE_BYTES);
+            kv.txn(txn.clone()).await
+        })
+        .await
 }
 
-async fn send(mut client: KvClient, mut batch: Vec<Queued>, timeout: Duration) {
+async fn send(members: &Members, mut batch: Vec<Queued>) {
     if batch.len() == 1 {
         let Some(one) = batch.pop() else { return };
-        let result = txn(&mut client, one.job.txn, timeout)
+        let result = txn(members, &one.job.txn, one.repeat)
             .await
             .map(|resp| Reply {
                 revision: resp.header().map_or(0, |h| h.revision()),
@@ -159,7 +160,12 @@ async fn send(mut client: KvClient, mut batch: Vec<Queued>, timeout: Duration) {
         .iter()
         .map(|q| TxnOp::txn(q.job.txn.clone()))
         .collect();
-    match txn(&mut client, Txn::new().and_then(ops), timeout).await {
+    let repeat = if batch.iter().all(|q| q.repeat == Repeat::Safe) {
+        Repeat::Safe
+    } else {
+        Repeat::IfUndelivered
+    };
+    match txn(members, &Txn::new().and_then(ops), repeat).await {
         Ok(resp) => {
             let revision = resp.header().map_or(0, |h| h.revision());
             let mut responses = resp.op_responses().into_iter();
@@ -181,7 +187,7 @@ async fn send(mut client: KvClient, mut batch: Vec<Queued>, timeout: Duration) {
         Err(fail) => {
             tracing::debug!(error = %fail, size = batch.len(), "etcd rejected a batch; sending its requests one by one");
             for queued in batch {
-                let result = txn(&mut client, queued.job.txn, timeout)
+                let result = txn(members, &queued.job.txn, queued.repeat)
                     .await
                     .map(|resp| Reply {
                         revision: resp.header().map_or(0, |h| h.revision()),

@@ -20,6 +20,7 @@ mod config;
 mod error;
 mod keys;
 mod listing;
+mod members;
 mod session;
 
 #[cfg(feature = "cli")]
@@ -40,20 +41,21 @@ use error::Fail;
 use etcd_client::{
     Client, Compare, CompareOp, GetOptions, KeyValue, PutOptions, Txn, TxnOp, TxnOpResponse,
 };
+use members::{Members, Repeat};
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// The etcd backend. Cheap to clone (one connection, shared).
+/// The etcd backend. Cheap to clone (one client per etcd member, shared).
 #[derive(Clone)]
 pub struct EtcdBackend {
     inner: Arc<Inner>,
 }
 
 pub(crate) struct Inner {
-    client: Client,
+    /// Every request goes through it: to the leader, and to the next leader when that one fails.
+    members: Arc<Members>,
     config: EtcdConfig,
     keys: KeyLayout,
     batcher: Batcher,
@@ -119,12 +121,15 @@ impl Claims {
 }
 
 impl Inner {
-    fn client(&self) -> Client {
-        self.client.clone()
+    /// Sends a write that must not be applied twice (see [`Members::at_most_once`]).
+    async fn submit(&self, job: Job) -> Result<batch::Reply, Fail> {
+        self.batcher.submit(job, Repeat::IfUndelivered).await
     }
 
-    async fn submit(&self, job: Job) -> Result<batch::Reply, Fail> {
-        self.batcher.submit(job).await
+    /// Sends a write whose guard makes a second application a no-op that reports the first one (a commit, a release):
+    /// it is sent again after any transient failure, within the request timeout.
+    async fn submit_repeatable(&self, job: Job) -> Result<batch::Reply, Fail> {
+        self.batcher.submit(job, Repeat::Safe).await
     }
 
     /// A lease for cancellation keys: they only need to live long enough to be seen by the watching workers.
@@ -137,27 +142,37 @@ impl Inner {
             return Ok(id);
         }
         let ttl = self.config.cancel_ttl.as_secs().max(2) as i64;
-        let id = timed(
-            self.config.request_timeout,
-            self.client().lease_grant(ttl, None),
-        )
-        .await?
-        .id();
+        let id = self.lease_grant(ttl).await?;
         *cached = Some((id, Instant::now()));
         Ok(id)
     }
-}
 
-/// Runs an etcd request with a timeout; a timeout is [`Fail::Unavailable`].
-pub(crate) async fn timed<T>(
-    timeout: Duration,
-    request: impl Future<Output = Result<T, etcd_client::Error>>,
-) -> Result<T, Fail> {
-    match tokio::time::timeout(timeout, request).await {
-        Ok(result) => result.map_err(Fail::from),
-        Err(_) => Err(Fail::Unavailable(format!(
-            "etcd did not answer within {timeout:?}"
-        ))),
+    /// Grants a lease of `ttl` seconds. (Granted twice after a lost answer, the spare lease just expires.)
+    pub(crate) async fn lease_grant(&self, ttl: i64) -> Result<i64, Fail> {
+        let granted = self
+            .members
+            .repeatable(|mut c| async move { c.lease_grant(ttl, None).await })
+            .await?;
+        Ok(granted.id())
+    }
+
+    /// Revokes a lease.
+    pub(crate) async fn lease_revoke(&self, lease: i64) -> Result<(), Fail> {
+        self.members
+            .repeatable(|mut c| async move { c.lease_revoke(lease).await })
+            .await
+            .map(drop)
+    }
+
+    /// Opens a watch.
+    pub(crate) async fn watch(
+        &self,
+        key: &[u8],
+        options: &etcd_client::WatchOptions,
+    ) -> Result<etcd_client::WatchStream, Fail> {
+        self.members
+            .repeatable(|mut c| async move { c.watch(key, Some(options.clone())).await })
+            .await
     }
 }
 
@@ -185,11 +200,11 @@ pub(crate) async fn range(
         if keys_only {
             options = options.with_keys_only();
         }
-        let mut resp = timed(
-            inner.config.request_timeout,
-            inner.client().get(from.clone(), Some(options)),
-        )
-        .await?;
+        let (key, options) = (&from, &options);
+        let mut resp = inner
+            .members
+            .repeatable(|mut c| async move { c.get(key.clone(), Some(options.clone())).await })
+            .await?;
         if revision == 0 {
             revision = resp.header().map_or(0, |h| h.revision());
         }
@@ -218,6 +233,14 @@ pub(crate) async fn range_prefix(
     range(inner, start, keys::prefix_end(prefix), revision, keys_only).await
 }
 
+/// Reads one key.
+pub(crate) async fn get(inner: &Inner, key: &str) -> Result<etcd_client::GetResponse, Fail> {
+    inner
+        .members
+        .repeatable(|mut c| async move { c.get(key, None).await })
+        .await
+}
+
 impl EtcdBackend {
     /// Connects with this configuration (see [`EtcdConfig::connect`]).
     pub async fn connect(config: EtcdConfig) -> Result<Self, BackendError> {
@@ -233,35 +256,33 @@ impl EtcdBackend {
                 config.connect_timeout
             ))
         };
-        let connect = Client::connect(config.endpoints.clone(), Some(config.connect_options()));
-        let mut client = match tokio::time::timeout(config.connect_timeout, connect).await {
-            Ok(Ok(client)) => client,
-            Ok(Err(e)) => return Err(unreachable(&e)),
-            Err(_) => return Err(unreachable(&"timed out")),
-        };
-        // The client connects lazily: ask something to know etcd is there.
-        match tokio::time::timeout(
+        let members = Members::connect(
+            &config.endpoints,
+            config.connect_options(),
             config.connect_timeout,
-            client.get("\0", Some(GetOptions::new().with_count_only())),
+            config.request_timeout,
         )
         .await
-        {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(unreachable(&e)),
-            Err(_) => return Err(unreachable(&"timed out")),
-        }
+        .map_err(|e| unreachable(&e))?;
+        // Ask something of the member found, to know it serves this client (e.g. accepts its credentials).
+        members
+            .repeatable_within(config.connect_timeout, |mut c| async move {
+                c.get("\0", Some(GetOptions::new().with_count_only())).await
+            })
+            .await
+            .map_err(|e| unreachable(&e))?;
+        let members = Arc::new(members);
         let limits = Limits {
             batching: config.batching,
             max_ops: config.max_batch_ops,
             max_bytes: 1024 * 1024,
             max_in_flight: config.max_in_flight,
-            timeout: config.request_timeout,
         };
         let keys = KeyLayout::new(&config.prefix);
-        let batcher = Batcher::start(&client, limits);
+        let batcher = Batcher::start(Arc::clone(&members), limits);
         Ok(Self {
             inner: Arc::new(Inner {
-                client,
+                members,
                 keys,
                 batcher,
                 config,
@@ -281,9 +302,10 @@ impl EtcdBackend {
         &self.inner.config
     }
 
-    /// The etcd client (for tooling: inspecting keys, compaction, ...).
+    /// The etcd client of the member this backend uses now, the leader as far as it knows (for tooling: inspecting
+    /// keys, compaction, ...). Requests made with it do not move to another member when this one fails.
     pub fn client(&self) -> Client {
-        self.inner.client()
+        self.inner.members.client()
     }
 
     /// The live workers (their specs: node, queues, executors), e.g. to explain why a step waits.
@@ -401,11 +423,7 @@ impl Backend for EtcdBackend {
 
     async fn get(&self, task_id: &str) -> Result<Option<Stored<Task>>, BackendError> {
         let key = self.inner.keys.task(task_id);
-        let resp = timed(
-            self.inner.config.request_timeout,
-            self.inner.client().get(key.clone(), None),
-        )
-        .await?;
+        let resp = get(&self.inner, &key).await?;
         resp.kvs()
             .first()
             .map(|kv| parse_task(&key, kv))
@@ -481,7 +499,7 @@ impl Backend for EtcdBackend {
                 .and_then(ops)
                 .or_else([TxnOp::get(doc_key.clone(), None)]);
             let reply = match inner
-                .submit(Job {
+                .submit_repeatable(Job {
                     task: task_id.clone(),
                     txn,
                     ops: count,
@@ -496,20 +514,26 @@ impl Backend for EtcdBackend {
                 }
                 Err(fail) => return Err(fail.into()),
             };
-            if reply.resp.succeeded() {
+            let released = || {
                 if let (true, Some(token)) = (t.release_claim, &t.claim) {
                     inner.claims.released(&task_id, token.fence);
                 }
+            };
+            if reply.resp.succeeded() {
+                released();
                 return Ok(Commit::Applied {
                     revision: reply.revision as u64,
                 });
             }
-            // Rejected, unless the stored document is byte for byte ours (a retry after an ambiguous failure whose
-            // first attempt was applied).
+            // Rejected, unless the stored document is byte for byte ours (a commit sent again after an ambiguous
+            // failure whose first attempt was applied).
             return Ok(match got(reply.resp.op_responses().into_iter().next()) {
-                Some(kv) if kv.value() == doc.as_slice() => Commit::Applied {
-                    revision: kv.mod_revision() as u64,
-                },
+                Some(kv) if kv.value() == doc.as_slice() => {
+                    released();
+                    Commit::Applied {
+                        revision: kv.mod_revision() as u64,
+                    }
+                }
                 other => {
                     tracing::debug!(task_id, expected = t.expected_revision, found = ?other.map(|kv| kv.mod_revision()), claim = ?t.claim, release = t.release_claim, "commit conflict");
                     Commit::Conflict
@@ -587,7 +611,7 @@ async fn wait_once(
     key: &str,
     ready: Ready<'_>,
 ) -> Result<Result<Option<Stored<Task>>, BackendError>, Fail> {
-    let resp = timed(inner.config.request_timeout, inner.client().get(key, None)).await?;
+    let resp = get(inner, key).await?;
     let read_at = resp.header().map_or(0, |h| h.revision());
     let Some(kv) = resp.kvs().first() else {
         return Ok(Ok(None));
@@ -597,11 +621,7 @@ async fn wait_once(
         found => return Ok(found.map(Some)),
     }
     let options = etcd_client::WatchOptions::new().with_start_revision(read_at + 1);
-    let mut stream = timed(
-        inner.config.request_timeout,
-        inner.client().watch(key, Some(options)),
-    )
-    .await?;
+    let mut stream = inner.watch(key.as_bytes(), &options).await?;
     loop {
         let Some(resp) = stream.message().await.map_err(Fail::from)? else {
             return Err(Fail::Unavailable("the watch of a task ended".to_owned()));

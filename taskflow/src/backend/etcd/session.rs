@@ -3,7 +3,7 @@
 use super::batch::Job;
 use super::error::Fail;
 use super::keys::FeedKey;
-use super::{Inner, got, listing, message_json, range_prefix, timed};
+use super::{Inner, got, listing, message_json, range_prefix};
 use crate::backend::{
     ClaimToken, Claimed, CorruptTask, FeedEvent, Message, Session, Stored, WorkerSpec,
 };
@@ -55,20 +55,14 @@ impl Shared {
     async fn register(&self) -> Result<i64, Fail> {
         let inner = &self.inner;
         let ttl = self.ttl().as_secs().max(2) as i64;
-        let lease = timed(
-            inner.config.request_timeout,
-            inner.client().lease_grant(ttl, None),
-        )
-        .await?
-        .id();
-        let spec = serde_json::to_vec(&self.spec).unwrap_or_default();
-        let mut client = inner.client();
-        let put = client.put(
-            inner.keys.worker(&self.spec.worker_id),
-            spec,
-            Some(PutOptions::new().with_lease(lease)),
-        );
-        timed(inner.config.request_timeout, put).await?;
+        let lease = inner.lease_grant(ttl).await?;
+        let spec = &serde_json::to_vec(&self.spec).unwrap_or_default();
+        let key = &inner.keys.worker(&self.spec.worker_id);
+        let put = |mut c: etcd_client::Client| async move {
+            let options = PutOptions::new().with_lease(lease);
+            c.put(key.as_str(), spec.as_slice(), Some(options)).await
+        };
+        inner.members.repeatable(put).await?;
         Ok(lease)
     }
 }
@@ -97,7 +91,7 @@ pub(super) async fn open(
     let revision = match view.load(&shared.inner).await {
         Ok((revision, _)) => revision,
         Err(fail) => {
-            let _ = shared.inner.client().lease_revoke(lease).await;
+            let _ = shared.inner.lease_revoke(lease).await;
             return Err(fail.into());
         }
     };
@@ -241,11 +235,7 @@ impl Session for EtcdSession {
         shared.closed.cancel();
         let lease = shared.lease.swap(0, Ordering::AcqRel);
         if lease != 0 {
-            timed(
-                shared.inner.config.request_timeout,
-                shared.inner.client().lease_revoke(lease),
-            )
-            .await?;
+            shared.inner.lease_revoke(lease).await?;
         }
         Ok(())
     }
@@ -269,12 +259,7 @@ async fn drop_orphan(shared: Arc<Shared>, task_id: String, lease: i64) {
         if inner.claims.attempting(&task_id) {
             continue;
         }
-        let claim = match timed(
-            inner.config.request_timeout,
-            inner.client().get(key.clone(), None),
-        )
-        .await
-        {
+        let claim = match super::get(&inner, &key).await {
             Ok(resp) => resp.kvs().first().cloned(),
             Err(_) => continue,
         };
@@ -326,11 +311,7 @@ impl Drop for EtcdSession {
         if let (true, Ok(runtime)) = (lease != 0, tokio::runtime::Handle::try_current()) {
             let inner = Arc::clone(&shared.inner);
             runtime.spawn(async move {
-                let _ = timed(
-                    inner.config.request_timeout,
-                    inner.client().lease_revoke(lease),
-                )
-                .await;
+                let _ = inner.lease_revoke(lease).await;
             });
         }
     }
@@ -344,7 +325,7 @@ async fn release_key(shared: &Shared, key: &str, fence: i64) -> Result<(), Fail>
     let task = key.rsplit('/').next().unwrap_or_default().to_owned();
     shared
         .inner
-        .submit(Job {
+        .submit_repeatable(Job {
             task,
             txn,
             ops: 2,
@@ -618,9 +599,11 @@ impl Driver {
                 }
             }
             None => {
-                let mut client = inner.client();
-                let request = client.lease_keep_alive(self.lease);
-                match timed(inner.config.request_timeout.min(ttl / 3), request).await {
+                let lease = self.lease;
+                let open =
+                    |mut c: etcd_client::Client| async move { c.lease_keep_alive(lease).await };
+                let limit = inner.config.request_timeout.min(ttl / 3);
+                match inner.members.repeatable_within(limit, open).await {
                     Ok(keeper) => {
                         self.renewed = now;
                         self.keeper = Some(keeper);
@@ -650,12 +633,7 @@ impl Driver {
             .with_range(end)
             .with_start_revision(self.revision + 1)
             .with_progress_notify();
-        match timed(
-            inner.config.request_timeout,
-            inner.client().watch(start, Some(options)),
-        )
-        .await
-        {
+        match inner.watch(start.as_bytes(), &options).await {
             Ok(stream) => {
                 self.watch = Some(stream);
                 true
@@ -745,11 +723,7 @@ impl Driver {
         let old = self.lease;
         let inner = Arc::clone(&self.shared.inner);
         tokio::spawn(async move {
-            let _ = timed(
-                inner.config.request_timeout,
-                inner.client().lease_revoke(old),
-            )
-            .await;
+            let _ = inner.lease_revoke(old).await;
         });
         self.keeper = None;
         self.sent = None;
@@ -820,7 +794,10 @@ async fn retention(shared: Arc<Shared>, every: Duration) {
                 Some(PutOptions::new().with_lease(lease)),
             )])
             .or_else([TxnOp::get(key.clone(), None)]);
-        let leader = match timed(inner.config.request_timeout, inner.client().txn(txn)).await {
+        // Sent again after a lost answer, the transaction finds its own key: repeatable.
+        let txn = &txn;
+        let elect = |mut c: etcd_client::Client| async move { c.txn(txn.clone()).await };
+        let leader = match inner.members.repeatable(elect).await {
             Ok(resp) => {
                 resp.succeeded()
                     || got(resp.op_responses().into_iter().next())
