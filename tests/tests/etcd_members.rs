@@ -1,6 +1,7 @@
-//! A 3-member etcd cluster that loses one member: while a quorum is alive, every client operation (dispatch, get,
-//! list, wait, cancel, retry) succeeds, the worker keeps running tasks on its session (same lease: no step runs
-//! twice), and everything still works once the member is back. Run with `--features etcd`.
+//! How the backend reaches etcd's members. A 3-member etcd cluster that loses one member: while a quorum is alive,
+//! every client operation (dispatch, get, list, wait, cancel, retry) succeeds, the worker keeps running tasks on its
+//! session (same lease: no step runs twice), and everything still works once the member is back. And a quiet
+//! connection is not closed by etcd for pinging too often. Run with `--features etcd`.
 #![cfg(feature = "etcd")]
 
 use std::collections::HashMap;
@@ -12,7 +13,7 @@ use taskflow::{
     Engine, RetryRequest, Step, StepError, StepOptions, Task, TaskInfo, TaskOptions, TaskQuery,
     TaskStatus, step_fn,
 };
-use taskflow_tests::etcd::{EtcdCluster, connect};
+use taskflow_tests::etcd::{EtcdCluster, EtcdServer, config, connect};
 use tokio::sync::mpsc;
 
 /// How long one client operation may take before the test gives up on it (a bound against hanging, not a timing
@@ -275,4 +276,29 @@ async fn the_first_endpoint_goes_down_while_leading() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_goes_down() {
     survives_the_loss_of(1, 0).await;
+}
+
+/// etcd closes a connection whose client pings more often than `--grpc-keepalive-min-time` (5 s by default) while it
+/// has streams, or at all while it has none (GOAWAY `too_many_pings` after three such pings): a quiet watch on the
+/// backend's client must outlive that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_watch_is_not_cut_for_pinging_too_often() {
+    let server = EtcdServer::start();
+    let backend = connect(config(&server)).await;
+    let key = format!("{}/quiet", backend.config().get_prefix());
+    let mut watch = ok("watch", backend.client().watch(key.as_str(), None)).await;
+    let created = ok("the watch's creation", watch.message()).await;
+    assert!(created.is_some_and(|resp| resp.created()));
+    // Quiet for longer than the three pings at the old 3 s interval that made etcd close the connection.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let mut other = ok(
+        "another client",
+        etcd_client::Client::connect([server.endpoint()], None),
+    )
+    .await;
+    ok("put", other.put(key.as_str(), "1", None)).await;
+    let event = ok("the watch after a quiet time", watch.message())
+        .await
+        .expect("the watch ended");
+    assert_eq!(event.events().len(), 1, "{event:?}");
 }
