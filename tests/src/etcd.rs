@@ -1,5 +1,6 @@
 //! A private etcd server for tests: started from the `etcd` binary on ephemeral loopback ports with a temporary data
-//! dir (on `/dev/shm` when there is one), stopped (kill + wait) on drop, restartable on the same ports and data.
+//! dir (on `/dev/shm` when there is one), stopped (kill + wait) on drop, restartable on the same ports and data; and a
+//! private cluster of such servers ([`EtcdCluster`]).
 //!
 //! Tests that need etcd **fail** with a clear message when it cannot be started; they are never skipped.
 
@@ -13,15 +14,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use taskflow::backend::etcd::{EtcdBackend, EtcdConfig};
 
+mod cluster;
+pub use cluster::EtcdCluster;
+
 /// The etcd binary: `$ETCD_BIN`, else `etcd` on the `PATH`.
 pub fn etcd_binary() -> String {
     std::env::var("ETCD_BIN").unwrap_or_else(|_| "etcd".to_owned())
 }
 
-/// A private etcd server.
+/// A private etcd server (alone, or a member of an [`EtcdCluster`]).
 pub struct EtcdServer {
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// The member name (`--name`).
+    name: String,
+    /// Every member's `name=peer URL` (`--initial-cluster`).
+    initial_cluster: String,
     client_port: u16,
     peer_port: u16,
     /// Health and metrics are served here (plain HTTP, also when the client port uses TLS).
@@ -32,10 +40,33 @@ pub struct EtcdServer {
     flags: Vec<String>,
 }
 
-fn free_port() -> u16 {
-    let listener =
-        TcpListener::bind("127.0.0.1:0").expect("cannot bind an ephemeral loopback port");
-    listener.local_addr().expect("no local address").port()
+/// `n` distinct ephemeral loopback ports: all are bound at once (so the kernel hands out `n` different ones), then
+/// released for etcd to bind. Another process may take one in between: a start that fails is retried on fresh ports.
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("cannot bind an ephemeral loopback port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr().expect("no local address").port())
+        .collect()
+}
+
+/// A fresh temporary data dir under `root`.
+fn data_dir(root: &Path) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("taskflow-etcd-")
+        .tempdir_in(root)
+        .or_else(|_| tempfile::tempdir())
+        .expect("cannot create a temporary data dir for etcd")
+}
+
+/// The message of a test that cannot start its etcd.
+fn cannot_start(reason: &str) -> String {
+    format!(
+        "cannot start a private etcd server for the tests ({reason}). Install it (Debian: `apt-get install \
+         etcd-server`) or set ETCD_BIN to the etcd binary."
+    )
 }
 
 fn temp_root() -> PathBuf {
@@ -73,29 +104,38 @@ impl EtcdServer {
     fn start_with(root: &Path, tls: Option<(PathBuf, PathBuf)>, flags: Vec<String>) -> Self {
         let mut last_error = String::new();
         for _ in 0..3 {
-            let dir = tempfile::Builder::new()
-                .prefix("taskflow-etcd-")
-                .tempdir_in(root)
-                .or_else(|_| tempfile::tempdir())
-                .expect("cannot create a temporary data dir for etcd");
-            let mut server = Self {
-                child: None,
-                dir,
-                client_port: free_port(),
-                peer_port: free_port(),
-                metrics_port: free_port(),
-                tls: tls.clone(),
-                flags: flags.clone(),
-            };
+            let mut server = Self::member(root, "taskflow-test", &free_ports(3));
+            server.tls = tls.clone();
+            server.flags = flags.clone();
             match server.spawn() {
                 Ok(()) => return server,
                 Err(e) => last_error = e,
             }
         }
-        panic!(
-            "cannot start a private etcd server for the tests ({last_error}). Install it (Debian: `apt-get install \
-             etcd-server`) or set ETCD_BIN to the etcd binary."
-        );
+        panic!("{}", cannot_start(&last_error));
+    }
+
+    /// A server not started yet, named `name`, on `ports` (client, peer, metrics), alone in its cluster until
+    /// `initial_cluster` is set.
+    fn member(root: &Path, name: &str, ports: &[u16]) -> Self {
+        let mut server = Self {
+            child: None,
+            dir: data_dir(root),
+            name: name.to_owned(),
+            initial_cluster: String::new(),
+            client_port: ports[0],
+            peer_port: ports[1],
+            metrics_port: ports[2],
+            tls: None,
+            flags: Vec::new(),
+        };
+        server.initial_cluster = server.peer();
+        server
+    }
+
+    /// `name=peer URL`, this member's entry in `--initial-cluster`.
+    fn peer(&self) -> String {
+        format!("{}=http://127.0.0.1:{}", self.name, self.peer_port)
     }
 
     /// The client endpoint (`http://127.0.0.1:PORT`, `https://` with TLS).
@@ -123,7 +163,14 @@ impl EtcdServer {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
+    /// Runs the server and waits until it is healthy.
     fn spawn(&mut self) -> Result<(), String> {
+        self.launch()?;
+        self.wait_healthy(Duration::from_secs(15))
+    }
+
+    /// Runs the server process (without waiting for it to be ready).
+    fn launch(&mut self) -> Result<(), String> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -139,7 +186,7 @@ impl EtcdServer {
                 .arg(format!("--key-file={}", key.display()));
         }
         let child = command
-            .arg("--name=taskflow-test")
+            .arg(format!("--name={}", self.name))
             .arg(format!(
                 "--data-dir={}",
                 self.dir.path().join("data").display()
@@ -148,7 +195,7 @@ impl EtcdServer {
             .arg(format!("--advertise-client-urls={client}"))
             .arg(format!("--listen-peer-urls={peer}"))
             .arg(format!("--initial-advertise-peer-urls={peer}"))
-            .arg(format!("--initial-cluster=taskflow-test={peer}"))
+            .arg(format!("--initial-cluster={}", self.initial_cluster))
             .arg("--initial-cluster-state=new")
             .arg(format!(
                 "--listen-metrics-urls=http://127.0.0.1:{}",
@@ -163,7 +210,7 @@ impl EtcdServer {
             .spawn()
             .map_err(|e| format!("cannot run `{}`: {e}", etcd_binary()))?;
         self.child = Some(child);
-        self.wait_healthy(Duration::from_secs(15))
+        Ok(())
     }
 
     fn wait_healthy(&mut self, limit: Duration) -> Result<(), String> {

@@ -10,10 +10,10 @@
 //! against its space quota (see [`KeyLayout::space_check`](super::KeyLayout::space_check)).
 
 use super::error::Fail;
-use etcd_client::{Client, KvClient, Txn, TxnOp, TxnOpResponse, TxnResponse};
+use super::members::{Members, Repeat};
+use etcd_client::{Txn, TxnOp, TxnOpResponse, TxnResponse};
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// The largest answer accepted from etcd.
@@ -38,6 +38,7 @@ pub(crate) struct Job {
 
 struct Queued {
     job: Job,
+    repeat: Repeat,
     reply: oneshot::Sender<Result<Reply, Fail>>,
 }
 
@@ -56,26 +57,22 @@ pub(crate) struct Limits {
     pub(crate) max_ops: usize,
     pub(crate) max_bytes: usize,
     pub(crate) max_in_flight: usize,
-    pub(crate) timeout: Duration,
 }
 
 impl Batcher {
     /// Starts the batcher; `space_check` is the key of [`KeyLayout::space_check`](super::KeyLayout::space_check).
-    pub(crate) fn start(client: &Client, limits: Limits, space_check: String) -> Self {
+    pub(crate) fn start(members: Arc<Members>, limits: Limits, space_check: String) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        // Claims answer with task documents (up to 1.5 MiB each): a batch's answer may exceed tonic's 4 MiB default.
-        let client = client
-            .kv_client()
-            .max_decoding_message_size(MAX_RESPONSE_BYTES);
-        tokio::spawn(run(client, limits, rx, Arc::from(space_check)));
+        tokio::spawn(run(members, limits, rx, Arc::from(space_check)));
         Self { tx }
     }
 
-    /// Sends a transaction and waits for its response.
-    pub(crate) async fn submit(&self, job: Job) -> Result<Reply, Fail> {
+    /// Sends a transaction and waits for its response. `repeat` tells whether it may be sent again after a failure
+    /// that leaves unknown whether etcd applied it (a batch is sent again only if all its transactions may be).
+    pub(crate) async fn submit(&self, job: Job, repeat: Repeat) -> Result<Reply, Fail> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Queued { job, reply })
+            .send(Queued { job, repeat, reply })
             .map_err(|_| Fail::Other("etcd backend dropped".into()))?;
         rx.await
             .map_err(|_| Fail::Unavailable("etcd request abandoned".into()))?
@@ -83,7 +80,7 @@ impl Batcher {
 }
 
 async fn run(
-    client: KvClient,
+    members: Arc<Members>,
     limits: Limits,
     mut rx: mpsc::UnboundedReceiver<Queued>,
     space_check: Arc<str>,
@@ -133,28 +130,32 @@ async fn run(
             carry.extend(deferred.drain(..));
             deferred = carry;
         }
-        let client = client.clone();
+        let members = Arc::clone(&members);
         let space_check = Arc::clone(&space_check);
         tokio::spawn(async move {
-            send(client, batch, limits.timeout, &space_check).await;
+            send(&members, batch, &space_check).await;
             drop(permit);
         });
     }
 }
 
-async fn txn(client: &mut KvClient, txn: Txn, timeout: Duration) -> Result<TxnResponse, Fail> {
-    match tokio::time::timeout(timeout, client.txn(txn)).await {
-        Ok(result) => result.map_err(Fail::from),
-        Err(_) => Err(Fail::Unavailable(
-            format!("etcd did not answer within {timeout:?}").into(),
-        )),
-    }
+/// Sends a write transaction.
+async fn txn(members: &Members, txn: &Txn, repeat: Repeat) -> Result<TxnResponse, Fail> {
+    members
+        .request(repeat, |client| async move {
+            // Claims answer with task documents (up to 1.5 MiB each): a batch's answer may exceed tonic's 4 MiB default.
+            let mut kv = client
+                .kv_client()
+                .max_decoding_message_size(MAX_RESPONSE_BYTES);
+            kv.txn(txn.clone()).await
+        })
+        .await
 }
 
-async fn send(mut client: KvClient, mut batch: Vec<Queued>, timeout: Duration, space_check: &str) {
+async fn send(members: &Members, mut batch: Vec<Queued>, space_check: &str) {
     if batch.len() == 1 {
         let Some(one) = batch.pop() else { return };
-        let result = txn(&mut client, one.job.txn, timeout)
+        let result = txn(members, &one.job.txn, one.repeat)
             .await
             .map(|resp| Reply {
                 revision: resp.header().map_or(0, |h| h.revision()),
@@ -167,11 +168,16 @@ async fn send(mut client: KvClient, mut batch: Vec<Queued>, timeout: Duration, s
         .iter()
         .map(|q| TxnOp::txn(q.job.txn.clone()))
         .collect();
+    let repeat = if batch.iter().all(|q| q.repeat == Repeat::Safe) {
+        Repeat::Safe
+    } else {
+        Repeat::IfUndelivered
+    };
     // No guard: the `else` branch is never taken; its write makes etcd count the batch against its space quota.
     let batched = Txn::new()
         .and_then(ops)
         .or_else([TxnOp::put(space_check, "", None)]);
-    match txn(&mut client, batched, timeout).await {
+    match txn(members, &batched, repeat).await {
         Ok(resp) => {
             let revision = resp.header().map_or(0, |h| h.revision());
             let mut responses = resp.op_responses().into_iter();
@@ -193,7 +199,7 @@ async fn send(mut client: KvClient, mut batch: Vec<Queued>, timeout: Duration, s
         Err(fail) => {
             tracing::debug!(error = %fail, size = batch.len(), "etcd rejected a batch; sending its requests one by one");
             for queued in batch {
-                let result = txn(&mut client, queued.job.txn, timeout)
+                let result = txn(members, &queued.job.txn, queued.repeat)
                     .await
                     .map(|resp| Reply {
                         revision: resp.header().map_or(0, |h| h.revision()),

@@ -46,8 +46,13 @@ pub struct EtcdConfig {
 }
 
 impl EtcdConfig {
-    /// A configuration for these endpoints (`host:port` or `http://host:port`), with the defaults: prefix
-    /// `/taskflow`, lease TTL 10 s, connect timeout 5 s, request timeout 5 s, retention 7 days, batching on.
+    /// A configuration for these endpoints (`host:port` or `http://host:port`; give every member of the cluster), with
+    /// the defaults: prefix `/taskflow`, lease TTL 10 s, connect timeout 5 s, request timeout 5 s, retention 7 days,
+    /// batching on.
+    ///
+    /// Requests go to one member, the leader as far as the backend knows; when it fails (down, unreachable, without a
+    /// leader), the members are asked who leads now and the request goes there. So while a majority of the members is
+    /// alive, losing the others costs at most one leader election's wait.
     pub fn new<S: Into<String>>(endpoints: impl IntoIterator<Item = S>) -> Self {
         Self {
             endpoints: endpoints.into_iter().map(Into::into).collect(),
@@ -102,13 +107,16 @@ impl EtcdConfig {
         self
     }
 
-    /// How long [`connect`](Self::connect) waits for etcd to answer (default 5 s).
+    /// How long [`connect`](Self::connect) waits for etcd to answer (default 5 s). A TCP connection to a member must
+    /// be made within this and within half the request timeout.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
     }
 
-    /// The timeout of each request (default 5 s); a timed out request fails with [`BackendError::Unavailable`].
+    /// The timeout of each request (default 5 s), moves to another member included; a timed out request fails with
+    /// [`BackendError::Unavailable`]. For requests to ride through the loss of the leader, keep it above the time the
+    /// cluster takes to elect another (up to twice etcd's `--election-timeout`: 2 s by default).
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
         self
@@ -189,11 +197,18 @@ impl EtcdConfig {
         }))
     }
 
+    /// The options of each member's client. A TCP connection to a member must be made within half a request (so a
+    /// request has time left for another member), and a member without a leader refuses requests at once instead of
+    /// holding them (`require_leader`). HTTP/2 pings find a dead connection under open streams (a watch, the lease
+    /// keep-alive) within 9 s: every 6 s, since etcd closes the connection of a client that pings more often than its
+    /// `--grpc-keepalive-min-time` (5 s by default), and only while streams are open, since it counts any ping without
+    /// one as too many (GOAWAY `too_many_pings` after three).
     pub(crate) fn connect_options(&self) -> etcd_client::ConnectOptions {
         let mut options = etcd_client::ConnectOptions::new()
-            .with_connect_timeout(self.connect_timeout)
-            .with_keep_alive(Duration::from_secs(3), Duration::from_secs(3))
-            .with_keep_alive_while_idle(true);
+            .with_connect_timeout(self.connect_timeout.min(self.request_timeout / 2))
+            .with_keep_alive(Duration::from_secs(6), Duration::from_secs(3))
+            .with_keep_alive_while_idle(false)
+            .with_require_leader(true);
         if let Some((name, password)) = &self.user {
             options = options
                 .with_user(name.clone(), password.clone())

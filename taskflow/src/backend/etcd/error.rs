@@ -47,15 +47,30 @@ impl fmt::Display for Cause {
     }
 }
 
-impl fmt::Display for Fail {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Fail {
+    /// An [`Unavailable`](Self::Unavailable) failure saying `message`, caused by `cause`: keeps the etcd-client error
+    /// behind it, if any.
+    pub(crate) fn unavailable_because(message: String, cause: &Fail) -> Self {
+        Self::Unavailable(Cause {
+            message,
+            source: cause.cause().source.clone(),
+        })
+    }
+
+    fn cause(&self) -> &Cause {
         match self {
             Self::Unavailable(c)
             | Self::NoSpace(c)
             | Self::LeaseNotFound(c)
             | Self::Compacted(c)
-            | Self::Other(c) => c.fmt(f),
+            | Self::Other(c) => c,
         }
+    }
+}
+
+impl fmt::Display for Fail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.cause().fmt(f)
     }
 }
 

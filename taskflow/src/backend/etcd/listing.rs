@@ -149,15 +149,16 @@ pub(crate) async fn list(inner: &Inner, query: &TaskQuery) -> Result<TaskPage, F
                 )
             })
             .collect();
-        let resp = super::timed(
-            inner.config.request_timeout,
-            inner
-                .client()
-                .kv_client()
-                .max_decoding_message_size(super::batch::MAX_RESPONSE_BYTES)
-                .txn(Txn::new().and_then(gets)),
-        )
-        .await?;
+        let txn = &Txn::new().and_then(gets);
+        let resp = inner
+            .members
+            .repeatable(|client| async move {
+                let mut kv = client
+                    .kv_client()
+                    .max_decoding_message_size(super::batch::MAX_RESPONSE_BYTES);
+                kv.txn(txn.clone()).await
+            })
+            .await?;
         for (id, op) in chunk.iter().zip(resp.op_responses()) {
             let TxnOpResponse::Get(get) = op else {
                 continue;
@@ -207,18 +208,13 @@ async fn clean_entry(inner: &Inner, entry: &str, cutoff: DateTime<Utc>) -> Resul
         return Ok(false);
     };
     let doc_key = keys.task(task_id);
-    let doc = super::timed(
-        inner.config.request_timeout,
-        inner.client().get(doc_key.clone(), None),
-    )
-    .await?;
+    let doc = inner.get(&doc_key).await?;
     let drop_entry = || async {
-        super::timed(
-            inner.config.request_timeout,
-            inner.client().delete(entry, None),
-        )
-        .await
-        .map(drop)
+        inner
+            .members
+            .repeatable(|mut c| async move { c.delete(entry, None).await })
+            .await
+            .map(drop)
     };
     let Some(doc) = doc.kvs().first() else {
         drop_entry().await?;
@@ -249,7 +245,12 @@ async fn clean_entry(inner: &Inner, entry: &str, cutoff: DateTime<Utc>) -> Resul
             TxnOp::delete(keys.claim(task_id), None),
             TxnOp::delete(keys.cancel(task_id), None),
         ]);
-    let resp = super::timed(inner.config.request_timeout, inner.client().txn(txn)).await?;
+    // Sent again after a lost answer, the guard fails: the task is deleted, but not counted.
+    let txn = &txn;
+    let resp = inner
+        .members
+        .at_most_once(|mut c| async move { c.txn(txn.clone()).await })
+        .await?;
     if resp.succeeded() {
         tracing::debug!(task_id, "retention: deleted an expired task");
     }

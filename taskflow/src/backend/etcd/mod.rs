@@ -10,6 +10,7 @@
 //! * Concurrent claims and commits of different tasks are batched into one transaction of nested transactions.
 //! * Listing reads small per-task summaries, and only the bodies of the page.
 //! * Ended tasks are deleted after the retention by one elected worker.
+//! * Every request goes to the leader among the configured members and follows it when a member fails (`members.rs`).
 //!
 //! The key layout is documented on [`KeyLayout`] and in `ARCHITECTURE.md` ("etcd backend").
 
@@ -20,6 +21,8 @@ mod config;
 mod error;
 mod keys;
 mod listing;
+mod members;
+mod requests;
 mod retries;
 mod session;
 mod wait;
@@ -42,20 +45,21 @@ use error::Fail;
 use etcd_client::{
     Client, Compare, CompareOp, GetOptions, KeyValue, PutOptions, Txn, TxnOp, TxnOpResponse,
 };
+use members::{Members, Repeat};
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::mpsc;
 
-/// The etcd backend. Cheap to clone (one connection, shared).
+/// The etcd backend. Cheap to clone (one client per etcd member, shared).
 #[derive(Clone)]
 pub struct EtcdBackend {
     inner: Arc<Inner>,
 }
 
 pub(crate) struct Inner {
-    client: Client,
+    /// Every request goes through it: to the leader, and to the next leader when that one fails.
+    members: Arc<Members>,
     config: EtcdConfig,
     keys: KeyLayout,
     batcher: Batcher,
@@ -123,12 +127,15 @@ impl Claims {
 }
 
 impl Inner {
-    fn client(&self) -> Client {
-        self.client.clone()
+    /// Sends a write that must not be applied twice (see [`Members::at_most_once`]).
+    async fn submit(&self, job: Job) -> Result<batch::Reply, Fail> {
+        self.batcher.submit(job, Repeat::IfUndelivered).await
     }
 
-    async fn submit(&self, job: Job) -> Result<batch::Reply, Fail> {
-        self.batcher.submit(job).await
+    /// Sends a write whose guard makes a second application a no-op that reports the first one (a commit, a release, a
+    /// create with a dispatch fingerprint): it is sent again after any transient failure, within the request timeout.
+    async fn submit_repeatable(&self, job: Job) -> Result<batch::Reply, Fail> {
+        self.batcher.submit(job, Repeat::Safe).await
     }
 
     /// A lease for cancellation keys: they only need to live long enough to be seen by the watching workers.
@@ -141,27 +148,9 @@ impl Inner {
             return Ok(id);
         }
         let ttl = self.config.cancel_ttl.as_secs().max(2) as i64;
-        let id = timed(
-            self.config.request_timeout,
-            self.client().lease_grant(ttl, None),
-        )
-        .await?
-        .id();
+        let id = self.lease_grant(ttl).await?;
         *cached = Some((id, Instant::now()));
         Ok(id)
-    }
-}
-
-/// Runs an etcd request with a timeout; a timeout is [`Fail::Unavailable`].
-pub(crate) async fn timed<T>(
-    timeout: Duration,
-    request: impl Future<Output = Result<T, etcd_client::Error>>,
-) -> Result<T, Fail> {
-    match tokio::time::timeout(timeout, request).await {
-        Ok(result) => result.map_err(Fail::from),
-        Err(_) => Err(Fail::Unavailable(
-            format!("etcd did not answer within {timeout:?}").into(),
-        )),
     }
 }
 
@@ -189,11 +178,11 @@ pub(crate) async fn range(
         if keys_only {
             options = options.with_keys_only();
         }
-        let mut resp = timed(
-            inner.config.request_timeout,
-            inner.client().get(from.clone(), Some(options)),
-        )
-        .await?;
+        let (key, options) = (&from, &options);
+        let mut resp = inner
+            .members
+            .repeatable(|mut c| async move { c.get(key.clone(), Some(options.clone())).await })
+            .await?;
         if revision == 0 {
             revision = resp.header().map_or(0, |h| h.revision());
         }
@@ -230,48 +219,41 @@ impl EtcdBackend {
                 "etcd backend: no endpoint configured".to_owned(),
             ));
         }
-        let unreachable = |e: Option<etcd_client::Error>| {
-            let detail = e
-                .as_ref()
-                .map_or("timed out".to_owned(), ToString::to_string);
-            BackendError::Unavailable {
-                reason: format!(
-                    "cannot reach etcd at {} within {:?}: {detail}",
-                    config.endpoints.join(", "),
-                    config.connect_timeout
-                ),
-                source: e.map(Into::into),
-            }
+        let unreachable = |fail: Fail| {
+            let reason = format!(
+                "cannot reach etcd at {} within {:?}: {fail}",
+                config.endpoints.join(", "),
+                config.connect_timeout
+            );
+            BackendError::from(Fail::unavailable_because(reason, &fail))
         };
-        let connect = Client::connect(config.endpoints.clone(), Some(config.connect_options()));
-        let mut client = match tokio::time::timeout(config.connect_timeout, connect).await {
-            Ok(Ok(client)) => client,
-            Ok(Err(e)) => return Err(unreachable(Some(e))),
-            Err(_) => return Err(unreachable(None)),
-        };
-        // The client connects lazily: ask something to know etcd is there.
-        match tokio::time::timeout(
+        let members = Members::connect(
+            &config.endpoints,
+            config.connect_options(),
             config.connect_timeout,
-            client.get("\0", Some(GetOptions::new().with_count_only())),
+            config.request_timeout,
         )
         .await
-        {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(unreachable(Some(e))),
-            Err(_) => return Err(unreachable(None)),
-        }
+        .map_err(unreachable)?;
+        // Ask something of the member found, to know it serves this client (e.g. accepts its credentials).
+        members
+            .repeatable_within(config.connect_timeout, |mut c| async move {
+                c.get("\0", Some(GetOptions::new().with_count_only())).await
+            })
+            .await
+            .map_err(unreachable)?;
+        let members = Arc::new(members);
         let limits = Limits {
             batching: config.batching,
             max_ops: config.max_batch_ops,
             max_bytes: 1024 * 1024,
             max_in_flight: config.max_in_flight,
-            timeout: config.request_timeout,
         };
         let keys = KeyLayout::new(&config.prefix);
-        let batcher = Batcher::start(&client, limits, keys.space_check());
+        let batcher = Batcher::start(Arc::clone(&members), limits, keys.space_check());
         Ok(Self {
             inner: Arc::new(Inner {
-                client,
+                members,
                 keys,
                 batcher,
                 config,
@@ -292,9 +274,10 @@ impl EtcdBackend {
         &self.inner.config
     }
 
-    /// The etcd client (for tooling: inspecting keys, compaction, ...).
+    /// The etcd client of the member this backend uses now, the leader as far as it knows (for tooling: inspecting
+    /// keys, compaction, ...). Requests made with it do not move to another member when this one fails.
     pub fn client(&self) -> Client {
-        self.inner.client()
+        self.inner.members.client()
     }
 
     /// The live workers (their specs: node, queues, executors), e.g. to explain why a step waits.
@@ -413,14 +396,19 @@ impl Backend for EtcdBackend {
             )])
             .and_then(ops)
             .or_else([TxnOp::get(doc_key, None)]);
-        let reply = inner
-            .submit(Job {
-                task: task.task_id.clone(),
-                txn,
-                ops: count,
-                bytes,
-            })
-            .await?;
+        let job = Job {
+            task: task.task_id.clone(),
+            txn,
+            ops: count,
+            bytes,
+        };
+        // With a fingerprint, a create sent again after an ambiguous failure whose first attempt was applied finds its
+        // own document and reports it as existing: it may be repeated.
+        let reply = if task.dispatch_fingerprint.is_some() {
+            inner.submit_repeatable(job).await?
+        } else {
+            inner.submit(job).await?
+        };
         if reply.resp.succeeded() {
             return Ok(Created::Stored {
                 revision: reply.revision as u64,
@@ -438,11 +426,7 @@ impl Backend for EtcdBackend {
 
     async fn get(&self, task_id: &str) -> Result<Option<Stored<Task>>, BackendError> {
         let key = self.inner.keys.task(task_id);
-        let resp = timed(
-            self.inner.config.request_timeout,
-            self.inner.client().get(key.clone(), None),
-        )
-        .await?;
+        let resp = self.inner.get(&key).await?;
         resp.kvs()
             .first()
             .map(|kv| parse_task(&key, kv))
@@ -518,7 +502,7 @@ impl Backend for EtcdBackend {
                 .and_then(ops)
                 .or_else([TxnOp::get(doc_key.clone(), None)]);
             let reply = match inner
-                .submit(Job {
+                .submit_repeatable(Job {
                     task: task_id.clone(),
                     txn,
                     ops: count,
@@ -533,21 +517,27 @@ impl Backend for EtcdBackend {
                 }
                 Err(fail) => return Err(fail.into()),
             };
-            if reply.resp.succeeded() {
+            let applied = || {
                 inner.has_space();
                 if let (true, Some(token)) = (t.release_claim, &t.claim) {
                     inner.claims.released(&task_id, token.fence);
                 }
+            };
+            if reply.resp.succeeded() {
+                applied();
                 return Ok(Commit::Applied {
                     revision: reply.revision as u64,
                 });
             }
-            // Rejected, unless the stored document is byte for byte ours (a retry after an ambiguous failure whose
-            // first attempt was applied).
+            // Rejected, unless the stored document is byte for byte ours (a commit sent again after an ambiguous
+            // failure whose first attempt was applied).
             return Ok(match got(reply.resp.op_responses().into_iter().next()) {
-                Some(kv) if kv.value() == doc.as_slice() => Commit::Applied {
-                    revision: kv.mod_revision() as u64,
-                },
+                Some(kv) if kv.value() == doc.as_slice() => {
+                    applied();
+                    Commit::Applied {
+                        revision: kv.mod_revision() as u64,
+                    }
+                }
                 other => {
                     tracing::debug!(task_id, expected = t.expected_revision, found = ?other.map(|kv| kv.mod_revision()), claim = ?t.claim, release = t.release_claim, "commit conflict");
                     Commit::Conflict

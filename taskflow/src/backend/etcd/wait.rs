@@ -2,7 +2,7 @@
 
 use super::error::Fail;
 use super::retries::Retries;
-use super::{EtcdBackend, Inner, parse_task, timed};
+use super::{EtcdBackend, Inner, parse_task};
 use crate::backend::Stored;
 use crate::error::BackendError;
 use crate::model::Task;
@@ -42,7 +42,7 @@ async fn wait_once(
     key: &str,
     ready: Ready<'_>,
 ) -> Result<Result<Option<Stored<Task>>, BackendError>, Fail> {
-    let resp = timed(inner.config.request_timeout, inner.client().get(key, None)).await?;
+    let resp = inner.get(key).await?;
     let read_at = resp.header().map_or(0, |h| h.revision());
     let Some(kv) = resp.kvs().first() else {
         return Ok(Ok(None));
@@ -52,11 +52,7 @@ async fn wait_once(
         found => return Ok(found.map(Some)),
     }
     let options = etcd_client::WatchOptions::new().with_start_revision(read_at + 1);
-    let mut stream = timed(
-        inner.config.request_timeout,
-        inner.client().watch(key, Some(options)),
-    )
-    .await?;
+    let mut stream = inner.watch(key.as_bytes(), &options).await?;
     loop {
         let Some(resp) = stream.message().await.map_err(Fail::from)? else {
             return Err(Fail::Unavailable("the watch of a task ended".into()));

@@ -6,7 +6,7 @@ use super::feed::{claimed, known};
 use crate::backend::etcd::batch::Job;
 use crate::backend::etcd::error::Fail;
 use crate::backend::etcd::retries::Retries;
-use crate::backend::etcd::{got, message_json, timed};
+use crate::backend::etcd::{got, message_json};
 use crate::backend::{ClaimToken, Claimed, CorruptTask, Message, Stored};
 use crate::error::BackendError;
 use crate::model::Task;
@@ -166,12 +166,7 @@ async fn drop_orphan(shared: Arc<Shared>, task_id: String, lease: i64, fail: Fai
         if inner.claims.attempting(&task_id) {
             continue;
         }
-        let claim = match timed(
-            inner.config.request_timeout,
-            inner.client().get(key.clone(), None),
-        )
-        .await
-        {
+        let claim = match inner.get(&key).await {
             Ok(resp) => resp.kvs().first().cloned(),
             Err(again) => {
                 fail = again;
@@ -219,7 +214,7 @@ async fn release_key(shared: &Shared, key: &str, fence: i64) -> Result<(), Fail>
     let task = key.rsplit('/').next().unwrap_or_default().to_owned();
     shared
         .inner
-        .submit(Job {
+        .submit_repeatable(Job {
             task,
             txn,
             ops: 2,

@@ -7,7 +7,6 @@ use super::lease::next_keep_alive;
 use crate::backend::FeedEvent;
 use crate::backend::etcd::error::Fail;
 use crate::backend::etcd::retries::Retries;
-use crate::backend::etcd::timed;
 use etcd_client::{LeaseKeepAliveStream, LeaseKeeper, WatchOptions, WatchResponse, WatchStream};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -99,12 +98,7 @@ impl Driver {
             .with_range(end)
             .with_start_revision(self.revision + 1)
             .with_progress_notify();
-        match timed(
-            inner.config.request_timeout,
-            inner.client().watch(start, Some(options)),
-        )
-        .await
-        {
+        match inner.watch(start.as_bytes(), &options).await {
             Ok(stream) => {
                 self.watch = Some(stream);
                 true

@@ -6,7 +6,6 @@ use super::driver::Driver;
 use crate::backend::FeedEvent;
 use crate::backend::etcd::error::Fail;
 use crate::backend::etcd::retries::Retries;
-use crate::backend::etcd::timed;
 use etcd_client::{LeaseKeepAliveStream, LeaseKeeper, PutOptions};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -17,20 +16,14 @@ impl Shared {
     pub(super) async fn register(&self) -> Result<i64, Fail> {
         let inner = &self.inner;
         let ttl = self.ttl().as_secs().max(2) as i64;
-        let lease = timed(
-            inner.config.request_timeout,
-            inner.client().lease_grant(ttl, None),
-        )
-        .await?
-        .id();
-        let spec = serde_json::to_vec(&self.spec).unwrap_or_default();
-        let mut client = inner.client();
-        let put = client.put(
-            inner.keys.worker(&self.spec.worker_id),
-            spec,
-            Some(PutOptions::new().with_lease(lease)),
-        );
-        timed(inner.config.request_timeout, put).await?;
+        let lease = inner.lease_grant(ttl).await?;
+        let spec = &serde_json::to_vec(&self.spec).unwrap_or_default();
+        let key = &inner.keys.worker(&self.spec.worker_id);
+        let put = |mut c: etcd_client::Client| async move {
+            let options = PutOptions::new().with_lease(lease);
+            c.put(key.as_str(), spec.as_slice(), Some(options)).await
+        };
+        inner.members.repeatable(put).await?;
         inner.has_space();
         Ok(lease)
     }
@@ -59,9 +52,11 @@ impl Driver {
                 }
             }
             None => {
-                let mut client = inner.client();
-                let request = client.lease_keep_alive(self.lease);
-                match timed(inner.config.request_timeout.min(ttl / 3), request).await {
+                let lease = self.lease;
+                let open =
+                    |mut c: etcd_client::Client| async move { c.lease_keep_alive(lease).await };
+                let limit = inner.config.request_timeout.min(ttl / 3);
+                match inner.members.repeatable_within(limit, open).await {
                     Ok(keeper) => {
                         self.renewed = now;
                         self.keeper = Some(keeper);
@@ -91,11 +86,7 @@ impl Driver {
         let old = self.lease;
         let inner = Arc::clone(&self.shared.inner);
         tokio::spawn(async move {
-            let _ = timed(
-                inner.config.request_timeout,
-                inner.client().lease_revoke(old),
-            )
-            .await;
+            let _ = inner.lease_revoke(old).await;
         });
         self.keeper = None;
         self.sent = None;

@@ -13,7 +13,7 @@ mod feed;
 mod lease;
 mod retention;
 
-use super::{Inner, timed};
+use super::Inner;
 use crate::backend::{ClaimToken, Claimed, FeedEvent, Message, Session, WorkerSpec};
 use crate::error::BackendError;
 use driver::Driver;
@@ -80,7 +80,7 @@ pub(super) async fn open(
     let revision = match view.load(&shared.inner).await {
         Ok((revision, _)) => revision,
         Err(fail) => {
-            let _ = shared.inner.client().lease_revoke(lease).await;
+            let _ = shared.inner.lease_revoke(lease).await;
             return Err(fail.into());
         }
     };
@@ -127,11 +127,7 @@ impl Session for EtcdSession {
         shared.closed.cancel();
         let lease = shared.lease.swap(0, Ordering::AcqRel);
         if lease != 0 {
-            timed(
-                shared.inner.config.request_timeout,
-                shared.inner.client().lease_revoke(lease),
-            )
-            .await?;
+            shared.inner.lease_revoke(lease).await?;
         }
         Ok(())
     }
@@ -149,11 +145,7 @@ impl Drop for EtcdSession {
         if let (true, Ok(runtime)) = (lease != 0, tokio::runtime::Handle::try_current()) {
             let inner = Arc::clone(&shared.inner);
             runtime.spawn(async move {
-                let _ = timed(
-                    inner.config.request_timeout,
-                    inner.client().lease_revoke(lease),
-                )
-                .await;
+                let _ = inner.lease_revoke(lease).await;
             });
         }
     }

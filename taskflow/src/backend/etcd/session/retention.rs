@@ -3,7 +3,7 @@
 
 use super::Shared;
 use crate::backend::etcd::error::Fail;
-use crate::backend::etcd::{listing, timed};
+use crate::backend::etcd::listing;
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,11 +43,7 @@ pub(super) async fn retention(shared: Arc<Shared>, every: Duration) {
 async fn lead(shared: &Shared, lease: i64) -> Result<bool, Fail> {
     let inner = &shared.inner;
     let key = inner.keys.retention_leader();
-    let leader = timed(
-        inner.config.request_timeout,
-        inner.client().get(key.clone(), None),
-    )
-    .await?;
+    let leader = inner.get(&key).await?;
     if let Some(leader) = leader.kvs().first() {
         return Ok(leader.lease() == lease);
     }
@@ -58,7 +54,12 @@ async fn lead(shared: &Shared, lease: i64) -> Result<bool, Fail> {
             shared.spec.worker_id.clone(),
             Some(PutOptions::new().with_lease(lease)),
         )]);
-    let won = timed(inner.config.request_timeout, inner.client().txn(campaign))
+    // Sent again after a lost answer, the campaign finds its own key and reports a loss: this session leads from the
+    // next pass on (when it reads the key on its lease).
+    let campaign = &campaign;
+    let won = inner
+        .members
+        .repeatable(|mut c| async move { c.txn(campaign.clone()).await })
         .await?
         .succeeded();
     inner.has_space();
