@@ -146,7 +146,9 @@ async fn create_get_and_guards() {
 }
 
 /// A create under a taken id is a re-send if the stored document has the new one's dispatch fingerprint, even after the
-/// task changed (the guard's failure reads the stored document in the same transaction); anything else is refused.
+/// task changed (the guard's failure reads the stored document in the same transaction); anything else is refused. The
+/// identical document sent again answers `Stored`: the backend re-sends a create itself when a member fails under it,
+/// and that call stored it (so a dispatch during a failover is counted).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_under_a_taken_id_compares_the_dispatch_fingerprint() {
     let (_server, backend) = server().await;
@@ -154,6 +156,18 @@ async fn create_under_a_taken_id_compares_the_dispatch_fingerprint() {
     t.dispatch_fingerprint = Some("1".repeat(32).parse().unwrap());
     let created = backend.create(&Arc::new(t.clone())).await.unwrap();
     assert!(matches!(created, Created::Stored { .. }), "{created:?}");
+    // The identical document sent again (as the backend does itself when a member fails under the create): the
+    // stored document is byte for byte this one, so this call stored it.
+    assert_eq!(backend.create(&Arc::new(t.clone())).await.unwrap(), created);
+    // The same task with other bytes (another dispatch of it, at another time): a re-send, nothing stored.
+    let mut later = t.clone();
+    later.last_update = Some(chrono::Utc::now());
+    assert_eq!(
+        backend.create(&Arc::new(later)).await.unwrap(),
+        Created::Existing {
+            revision: created.revision()
+        }
+    );
     let mut changed = t.clone();
     changed.status = TaskStatus::Running;
     let first = Message::of(&t);

@@ -414,9 +414,16 @@ impl Backend for EtcdBackend {
                 revision: reply.revision as u64,
             });
         }
-        // The id is taken: by this very task if the document read with the failed guard has its fingerprint (a
-        // re-send after an answer was lost, or by a caller).
+        // The id is taken: by this very call if the document read with the failed guard is byte for byte this one (a
+        // create with a fingerprint was sent again, to another member, after a failure that hid its success: the document carries the
+        // times of this call, so another dispatch does not write the same bytes); by this very task if it has its
+        // fingerprint (a re-send after an answer was lost, or by a caller).
         match got(reply.resp.op_responses().into_iter().next()) {
+            Some(kv) if task.dispatch_fingerprint.is_some() && kv.value() == doc.as_slice() => {
+                Ok(Created::Stored {
+                    revision: kv.mod_revision() as u64,
+                })
+            }
             Some(kv) if is_resend(stored_fingerprint(&kv), task) => Ok(Created::Existing {
                 revision: kv.mod_revision() as u64,
             }),
