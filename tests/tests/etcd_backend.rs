@@ -1057,6 +1057,19 @@ async fn user_and_password_authentication() {
     w.close().await.unwrap();
 }
 
+/// Closing a session whose lease etcd no longer knows (revoked by an attempt whose answer was lost, or expired) is a
+/// success: the lease is gone either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_a_session_whose_lease_is_gone_succeeds() {
+    let (_server, backend) = server().await;
+    let (w, _feed, _) = serves_a_task(&backend, "gone").await;
+    let mut client = backend.client();
+    let registration = client.get(backend.keys().worker("w"), None).await.unwrap();
+    let lease = registration.kvs()[0].lease();
+    client.lease_revoke(lease).await.unwrap();
+    w.close().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_documents_are_claimed_and_committed_in_batches() {
     let (_server, backend) = server().await;

@@ -22,12 +22,17 @@ impl Inner {
         Ok(granted.id())
     }
 
-    /// Revokes a lease.
+    /// Revokes a lease. A lease etcd does not know is revoked already (by an attempt whose answer was lost, or it
+    /// expired): that is success.
     pub(crate) async fn lease_revoke(&self, lease: i64) -> Result<(), Fail> {
-        self.members
+        match self
+            .members
             .repeatable(|mut c| async move { c.lease_revoke(lease).await })
             .await
-            .map(drop)
+        {
+            Ok(_) | Err(Fail::LeaseNotFound(_)) => Ok(()),
+            Err(fail) => Err(fail),
+        }
     }
 
     /// Opens a watch.
