@@ -1057,6 +1057,31 @@ async fn user_and_password_authentication() {
     w.close().await.unwrap();
 }
 
+/// A user whose role may only read and write the backend's namespace connects and serves a task (no read outside the
+/// namespace: etcd 3.6 also refuses such a user the maintenance status, which the search for the leader then does
+/// without).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_limited_to_the_namespace_connects_and_serves_a_task() {
+    use etcd_client::Permission;
+    let (_server, backend) = server().await;
+    let root = backend.keys().root().to_owned();
+    let mut admin = backend.client();
+    admin.role_add("app").await.unwrap();
+    let namespace = Permission::read_write(format!("{root}/")).with_range_end(format!("{root}0"));
+    admin.role_grant_permission("app", namespace).await.unwrap();
+    admin.user_add("app", "apppw", None).await.unwrap();
+    admin.user_grant_role("app", "app").await.unwrap();
+    admin.user_add("root", "rootpw", None).await.unwrap();
+    admin.user_grant_role("root", "root").await.unwrap();
+    admin.auth_enable().await.unwrap();
+    let endpoint = backend.config().get_endpoints()[0].clone();
+    let config = EtcdConfig::new([endpoint]).prefix(backend.config().get_prefix());
+    let app = config.user("app", "apppw").connect().await.unwrap();
+    let (w, _feed, message) = serves_a_task(&app, "limited").await;
+    assert!(w.claim(&message).await.unwrap().is_some());
+    w.close().await.unwrap();
+}
+
 /// Closing a session whose lease etcd no longer knows (revoked by an attempt whose answer was lost, or expired) is a
 /// success: the lease is gone either way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! The backend's single requests besides the batched writes and the range reads: reading one key, granting and
-//! revoking leases, opening watches. Each goes through [`Members`](super::members::Members): to the leader, and again
-//! (to the next leader) after any transient failure, within the request timeout.
+//! revoking leases, opening watches. Each goes through [`Members`](super::members::Members): to the member in use (the
+//! leader as far as this process knows), and again (to the next leader) after any transient failure, within the
+//! request timeout.
 
 use super::Inner;
 use super::error::Fail;
