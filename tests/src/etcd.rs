@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use taskflow::backend::etcd::{EtcdBackend, EtcdConfig};
 
 mod cluster;
-pub use cluster::EtcdCluster;
+pub use cluster::{EtcdCluster, Paused};
 
 /// The etcd binary: `$ETCD_BIN`, else `etcd` on the `PATH`.
 pub fn etcd_binary() -> String {
