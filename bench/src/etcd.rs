@@ -124,6 +124,45 @@ pub(crate) async fn hops(server: &EtcdServer, tasks: usize) -> Vec<Duration> {
     hops
 }
 
+/// Runs `tasks` tasks of 3 no-op steps one after the other, after one warm-up task that is not counted (the first
+/// wait opens the engine's shared watch); returns each one's time from dispatch to the result of `Engine::wait`,
+/// sorted: what a caller waiting for a short task sees.
+pub(crate) async fn waits(server: &EtcdServer, tasks: usize) -> Vec<Duration> {
+    let engine = engine(
+        server,
+        "/bench/waits",
+        step_fn("noop", |_ctx| async { Ok(()) }),
+    )
+    .await;
+    let worker = engine
+        .worker()
+        .concurrency(4)
+        .start()
+        .await
+        .expect("worker");
+    let mut waits = Vec::with_capacity(tasks + 1);
+    for _ in 0..=tasks {
+        let info = TaskInfo {
+            task_name: "waits".into(),
+            task_type: "bench".into(),
+            ..Default::default()
+        };
+        let mut task = Task::new(info, TaskOptions::default());
+        for i in 0..3 {
+            task.add_step(Step::new(format!("s{i}"), "noop", StepOptions::default()));
+        }
+        let began = Instant::now();
+        let id = engine.dispatch(task).await.expect("dispatch");
+        let done = engine.wait(&id).await.expect("wait");
+        waits.push(began.elapsed());
+        assert_eq!(done.status, TaskStatus::Success);
+    }
+    worker.shutdown().await;
+    waits.remove(0);
+    waits.sort();
+    waits
+}
+
 /// The `q`-quantile of sorted durations, in milliseconds.
 pub(crate) fn quantile_ms(sorted: &[Duration], q: f64) -> f64 {
     if sorted.is_empty() {

@@ -30,6 +30,9 @@ struct Args {
     /// Tasks of 20 steps run one after the other on an idle system to measure the hop latency.
     #[arg(long, default_value_t = 10)]
     hop_tasks: usize,
+    /// Tasks of 3 steps run one after the other, each dispatched then waited for, to measure the wait latency.
+    #[arg(long, default_value_t = 200)]
+    wait_tasks: usize,
     /// Tiny sizes, to check that the benchmark still works (used by the test command; no figure is meaningful).
     #[arg(long)]
     smoke: bool,
@@ -123,7 +126,13 @@ async fn in_process(sizes: Sizes) -> (Duration, Duration) {
 async fn main() {
     let mut args = Args::parse();
     if args.smoke {
-        (args.tasks, args.steps, args.concurrency, args.hop_tasks) = (20, 3, 4, 1);
+        (
+            args.tasks,
+            args.steps,
+            args.concurrency,
+            args.hop_tasks,
+            args.wait_tasks,
+        ) = (20, 3, 4, 1, 5);
     }
     let sizes = Sizes {
         tasks: args.tasks,
@@ -163,6 +172,11 @@ async fn main() {
         etcd::quantile_ms(&hops, 0.5),
         etcd::quantile_ms(&hops, 0.99),
     );
+    let waits = etcd::waits(&server, args.wait_tasks).await;
+    let (wait_p50, wait_p99) = (
+        etcd::quantile_ms(&waits, 0.5),
+        etcd::quantile_ms(&waits, 0.99),
+    );
     drop(server);
 
     let baseline_rate = sizes.steps_per_second(baseline_time);
@@ -196,6 +210,11 @@ async fn main() {
         "idle hop latency over {} hops: p50 {hop_p50:.2} ms, p99 {hop_p99:.2} ms",
         hops.len()
     );
+    println!(
+        "dispatch to the result of Engine::wait over {} sequential 3-step tasks (after a warm-up task): p50 {wait_p50:.2} ms, p99 \
+         {wait_p99:.2} ms",
+        waits.len()
+    );
     println!();
 
     let report = serde_json::json!({
@@ -204,6 +223,7 @@ async fn main() {
         "etcd_round_ratios": ratios, "etcd_warm_up_ratio": warm_up.ratio(),
         "writes_per_step": writes_per_step, "baseline_writes_per_step": baseline_writes,
         "hop_p50_ms": hop_p50, "hop_p99_ms": hop_p99, "hops": hops.len(),
+        "wait_p50_ms": wait_p50, "wait_p99_ms": wait_p99, "waits": waits.len(),
         "memory_ratio": memory_ratio, "memory_steps_per_s": memory_rate, "tokio_steps_per_s": tokio_rate,
     });
     if let Some(dir) = args.report.parent() {
@@ -217,6 +237,6 @@ async fn main() {
     println!(
         "bench: etcd_ratio={etcd_ratio:.3} etcd_steps_per_s={etcd_rate:.0} writes_per_step={writes_per_step:.2} \
          hop_p50_ms={hop_p50:.2} hop_p99_ms={hop_p99:.2} memory_ratio={memory_ratio:.3} \
-         memory_steps_per_s={memory_rate:.0}"
+         memory_steps_per_s={memory_rate:.0} wait_p50_ms={wait_p50:.2} wait_p99_ms={wait_p99:.2}"
     );
 }

@@ -27,6 +27,11 @@ pub(crate) struct Summary {
     start: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     end: Option<DateTime<Utc>>,
+    /// The task ended and its callback (if any) ran ([`Task::is_settled`]): what the shared watch of the waits for a
+    /// task's end looks for (see `waiters.rs`). Not a listing field; it makes the summary change once more, when a
+    /// callback ends.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    settled: bool,
 }
 
 impl Summary {
@@ -41,7 +46,13 @@ impl Summary {
             created_at: task.created_at,
             start: task.start,
             end: task.end,
+            settled: task.is_settled(),
         }
+    }
+
+    /// Whether a stored summary says its task settled (`true` if it does not parse: let the waiter read the task).
+    pub(crate) fn says_settled(value: &[u8]) -> bool {
+        serde_json::from_slice::<Self>(value).map_or(true, |summary| summary.settled)
     }
 
     /// A skeleton task carrying the summary's fields, to reuse [`TaskQuery::matches`] and [`TaskQuery::compare`].

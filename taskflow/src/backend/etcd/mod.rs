@@ -11,6 +11,7 @@
 //! * Listing reads small per-task summaries, and only the bodies of the page.
 //! * Ended tasks are deleted after the retention by one elected worker.
 //! * Every request goes to the leader among the configured members and follows it when a member fails (`members.rs`).
+//! * Waits for tasks share one watch per kind of wait, opened from the current revision (`waiters.rs`).
 //!
 //! The key layout is documented on [`KeyLayout`] and in `ARCHITECTURE.md` ("etcd backend").
 
@@ -26,6 +27,7 @@ mod requests;
 mod retries;
 mod session;
 mod wait;
+mod waiters;
 
 #[cfg(feature = "cli")]
 pub use args::EtcdArgs;
@@ -69,6 +71,8 @@ pub(crate) struct Inner {
     claims: Claims,
     /// etcd refused a write for lack of space and no write went through since (see `retries.rs`).
     out_of_space: crate::retry::Episode,
+    /// The waits for tasks and their shared watches (see `waiters.rs`).
+    waiters: waiters::Waiters,
 }
 
 /// The claims this process holds (task id → fence) and the claim requests in flight (task id → count), to tell a
@@ -253,6 +257,7 @@ impl EtcdBackend {
                 cancel_lease: tokio::sync::Mutex::new(None),
                 claims: Claims::default(),
                 out_of_space: crate::retry::Episode::default(),
+                waiters: waiters::Waiters::default(),
             }),
         })
     }
@@ -551,12 +556,16 @@ impl Backend for EtcdBackend {
         task_id: &str,
         after: u64,
     ) -> Result<Option<Stored<Task>>, BackendError> {
-        self.wait_for(task_id, &|stored| stored.revision > after)
-            .await
+        self.wait_for(task_id, waiters::Kind::Change, &|stored| {
+            stored.revision > after
+        })
+        .await
     }
 
     async fn wait_settled(&self, task_id: &str) -> Result<Option<Stored<Arc<Task>>>, BackendError> {
-        let settled = self.wait_for(task_id, &|stored| stored.value.is_settled());
+        let settled = self.wait_for(task_id, waiters::Kind::Settle, &|stored| {
+            stored.value.is_settled()
+        });
         Ok(settled.await?.map(|stored| Stored {
             value: Arc::new(stored.value),
             revision: stored.revision,
