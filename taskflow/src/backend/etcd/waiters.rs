@@ -202,6 +202,7 @@ impl Hub {
 /// the waits of each task it sees change; after a break, waits the backend's retry delay (started over after a watch
 /// that opened) and opens it again.
 async fn watch(inner: Arc<Inner>, kind: Kind, hub: Arc<Hub>) {
+    let mut running = Running(Some(&hub));
     let mut retries = Retries::new(&inner);
     loop {
         let fail = match open(&inner, kind).await {
@@ -210,14 +211,33 @@ async fn watch(inner: Arc<Inner>, kind: Kind, hub: Arc<Hub>) {
                 hub.wake_all();
                 tokio::select! {
                     fail = follow(&inner, kind, &hub, &mut stream) => fail,
-                    () = hub.idle() => return,
+                    () = hub.idle() => return running.stopped_idle(),
                 }
             }
             Err(fail) => fail,
         };
         let what = format!("the shared watch of waited tasks ({kind:?})");
         if !retries.after(&fail, &what, hub.idle()).await {
-            return;
+            return running.stopped_idle();
+        }
+    }
+}
+
+/// While a hub's watch task lives: should it end other than by going idle (a panic, its runtime shutting down), marks
+/// the watch stopped, so that the next wait starts another instead of waiting for one that is gone.
+struct Running<'a>(Option<&'a Hub>);
+
+impl Running<'_> {
+    /// The watch stopped because the hub went idle, which marked it stopped already (a new one may run by now).
+    fn stopped_idle(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        if let Some(hub) = self.0 {
+            lock(&hub.state).running = false;
         }
     }
 }
@@ -228,7 +248,17 @@ async fn open(inner: &Inner, kind: Kind) -> Result<WatchStream, Fail> {
     let prefix = prefix(inner, kind);
     let options = WatchOptions::new().with_prefix();
     let mut stream = inner.watch(prefix.as_bytes(), &options).await?;
-    match stream.message().await? {
+    // A member that takes the stream but never answers must not hold every wait of this kind.
+    let timeout = inner.config.request_timeout;
+    let created = tokio::time::timeout(timeout, stream.message())
+        .await
+        .map_err(|_| {
+            Fail::Unavailable(
+                format!("the shared watch of waited tasks was not created within {timeout:?}")
+                    .into(),
+            )
+        })?;
+    match created? {
         Some(resp) if resp.created() && !resp.canceled() => Ok(stream),
         _ => Err(Fail::Unavailable(
             "the shared watch of waited tasks was not created".into(),
