@@ -184,6 +184,46 @@ impl Members {
         self.call(timeout, Repeat::Safe, request).await
     }
 
+    /// Runs a request that may be sent again on every member at once (a follower forwards it to the leader) and
+    /// returns the first answer within `timeout`, or at once the first refusal that is not a member's failure (e.g. a
+    /// lease not found): for the lease keep-alive, which must not wait for the search for the leader, nor for a member
+    /// that holds requests (one starting up, or frozen) while another one could answer.
+    pub(crate) async fn on_any_within<T, F>(
+        &self,
+        timeout: Duration,
+        request: impl Fn(Client) -> F,
+    ) -> Result<T, Fail>
+    where
+        F: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let options = &self.options;
+        let request = &request;
+        let mut attempts: FuturesUnordered<_> = self
+            .members
+            .iter()
+            .map(|member| async move { request(member.client(options).await?).await })
+            .collect();
+        let mut failure = None;
+        let first = async {
+            while let Some(answer) = attempts.next().await {
+                match answer.map_err(Fail::from) {
+                    Ok(value) => return Ok(value),
+                    Err(fail @ Fail::Unavailable(_)) => failure = Some(fail),
+                    Err(fail) => return Err(fail),
+                }
+            }
+            Err(failure
+                .take()
+                .unwrap_or_else(|| Fail::Unavailable("no etcd member".into())))
+        };
+        match tokio::time::timeout(timeout, first).await {
+            Ok(answer) => answer,
+            Err(_) => Err(Fail::Unavailable(
+                format!("no etcd member answered within {timeout:?}").into(),
+            )),
+        }
+    }
+
     /// Runs a write that must not be applied twice: sent again to another member only when it surely did not reach
     /// etcd (the connection could not be made, or the member refused it for want of a leader). Any other transient
     /// failure is returned as [`Fail::Unavailable`]: the write may or may not have been applied.

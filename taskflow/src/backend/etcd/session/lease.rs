@@ -26,8 +26,8 @@ pub(crate) struct Timing {
     /// A renewal is sent this long after the send time of the last confirmed one (TTL/6): five more chances before
     /// the loss threshold.
     pub(crate) renew_every: Duration,
-    /// The longest one renewal may take, moves to another member included (TTL/6): a member that does not answer
-    /// is left well before the threshold.
+    /// How long a renewal waits for the member in use, then for every member at once (TTL/6 each, so a renewal
+    /// takes at most TTL/3): a member that does not answer is left well before the threshold.
     pub(crate) attempt_timeout: Duration,
     /// The lease counts as lost this long after the send time of the last confirmed renewal (3/4 TTL), leaving a
     /// quarter of the TTL for the worker to drop its steps and for clock drift before etcd can expire it.
@@ -133,17 +133,27 @@ impl Keeper {
     }
 
     /// Renews the lease at `at`: one keep-alive on a fresh stream (opening it sends a keep-alive and waits for its
-    /// answer), on the member in use or, after a failure, on the leader found, within the attempt timeout.
+    /// answer) to the member in use; if it fails or does not answer within the attempt timeout, to every member at
+    /// once (the first answer counts), within the attempt timeout again. So a renewal never waits for the search for
+    /// a new leader, nor for a member that holds requests: any member with a leader renews it.
     async fn renew_at(&self, at: Instant) -> Renewal {
         tokio::time::sleep_until(at).await;
         let lease = self.lease;
         let sent = Instant::now();
         let open = |mut c: etcd_client::Client| async move { c.lease_keep_alive(lease).await };
         let members = &self.shared.inner.members;
-        match members
-            .repeatable_within(self.shared.timing.attempt_timeout, open)
-            .await
-        {
+        let timeout = self.shared.timing.attempt_timeout;
+        let first = match tokio::time::timeout(timeout, open(members.client())).await {
+            Ok(answer) => answer.map_err(Fail::from),
+            Err(_) => Err(Fail::Unavailable(
+                format!("no keep-alive answer within {timeout:?}").into(),
+            )),
+        };
+        let answer = match first {
+            Err(Fail::Unavailable(_)) => members.on_any_within(timeout, open).await,
+            answer => answer,
+        };
+        match answer {
             Ok(_) => Renewal::Confirmed(sent),
             Err(Fail::LeaseNotFound(_)) => Renewal::Expired,
             Err(fail) => Renewal::Failed(fail),
