@@ -16,7 +16,7 @@ use taskflow::backend::etcd::{EtcdBackend, EtcdConfig};
 
 mod cluster;
 mod proxy;
-pub use cluster::EtcdCluster;
+pub use cluster::{EtcdCluster, Paused};
 pub use proxy::Proxy;
 
 /// The etcd binary: `$ETCD_BIN`, else `etcd` on the `PATH`.

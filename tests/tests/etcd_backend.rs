@@ -146,7 +146,9 @@ async fn create_get_and_guards() {
 }
 
 /// A create under a taken id is a re-send if the stored document has the new one's dispatch fingerprint, even after the
-/// task changed (the guard's failure reads the stored document in the same transaction); anything else is refused.
+/// task changed (the guard's failure reads the stored document in the same transaction); anything else is refused. The
+/// identical document sent again answers `Stored`: the backend re-sends a create itself when a member fails under it,
+/// and that call stored it (so a dispatch during a failover is counted).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_under_a_taken_id_compares_the_dispatch_fingerprint() {
     let (_server, backend) = server().await;
@@ -154,6 +156,18 @@ async fn create_under_a_taken_id_compares_the_dispatch_fingerprint() {
     t.dispatch_fingerprint = Some("1".repeat(32).parse().unwrap());
     let created = backend.create(&Arc::new(t.clone())).await.unwrap();
     assert!(matches!(created, Created::Stored { .. }), "{created:?}");
+    // The identical document sent again (as the backend does itself when a member fails under the create): the
+    // stored document is byte for byte this one, so this call stored it.
+    assert_eq!(backend.create(&Arc::new(t.clone())).await.unwrap(), created);
+    // The same task with other bytes (another dispatch of it, at another time): a re-send, nothing stored.
+    let mut later = t.clone();
+    later.last_update = Some(chrono::Utc::now());
+    assert_eq!(
+        backend.create(&Arc::new(later)).await.unwrap(),
+        Created::Existing {
+            revision: created.revision()
+        }
+    );
     let mut changed = t.clone();
     changed.status = TaskStatus::Running;
     let first = Message::of(&t);
@@ -1040,6 +1054,44 @@ async fn user_and_password_authentication() {
     let (w, _feed, message) = serves_a_task(&authed, "auth").await;
     let claimed = w.claim(&message).await.unwrap();
     assert!(claimed.is_some());
+    w.close().await.unwrap();
+}
+
+/// A user whose role may only read and write the backend's namespace connects and serves a task (no read outside the
+/// namespace: etcd 3.6 also refuses such a user the maintenance status, which the search for the leader then does
+/// without).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_limited_to_the_namespace_connects_and_serves_a_task() {
+    use etcd_client::Permission;
+    let (_server, backend) = server().await;
+    let root = backend.keys().root().to_owned();
+    let mut admin = backend.client();
+    admin.role_add("app").await.unwrap();
+    let namespace = Permission::read_write(format!("{root}/")).with_range_end(format!("{root}0"));
+    admin.role_grant_permission("app", namespace).await.unwrap();
+    admin.user_add("app", "apppw", None).await.unwrap();
+    admin.user_grant_role("app", "app").await.unwrap();
+    admin.user_add("root", "rootpw", None).await.unwrap();
+    admin.user_grant_role("root", "root").await.unwrap();
+    admin.auth_enable().await.unwrap();
+    let endpoint = backend.config().get_endpoints()[0].clone();
+    let config = EtcdConfig::new([endpoint]).prefix(backend.config().get_prefix());
+    let app = config.user("app", "apppw").connect().await.unwrap();
+    let (w, _feed, message) = serves_a_task(&app, "limited").await;
+    assert!(w.claim(&message).await.unwrap().is_some());
+    w.close().await.unwrap();
+}
+
+/// Closing a session whose lease etcd no longer knows (revoked by an attempt whose answer was lost, or expired) is a
+/// success: the lease is gone either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_a_session_whose_lease_is_gone_succeeds() {
+    let (_server, backend) = server().await;
+    let (w, _feed, _) = serves_a_task(&backend, "gone").await;
+    let mut client = backend.client();
+    let registration = client.get(backend.keys().worker("w"), None).await.unwrap();
+    let lease = registration.kvs()[0].lease();
+    client.lease_revoke(lease).await.unwrap();
     w.close().await.unwrap();
 }
 

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use taskflow::backend::Backend;
 use taskflow::backend::etcd::{EtcdBackend, etcd_client};
 use taskflow::{
     Engine, RetryRequest, Step, StepError, StepOptions, Task, TaskInfo, TaskOptions, TaskQuery,
@@ -301,4 +302,87 @@ async fn a_quiet_watch_is_not_cut_for_pinging_too_often() {
         .await
         .expect("the watch ended");
     assert_eq!(event.events().len(), 1, "{event:?}");
+}
+
+/// A member that hangs (paused, not dead) is left for another within one request: a read of a task and a listing
+/// succeed while the member in use (the leader) does not answer. Without a share of the request's time per attempt
+/// they would wait for it until the request timeout and fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_member_is_left_for_another() {
+    let cluster = EtcdCluster::start(3);
+    let leader = cluster.leader().await;
+    let backend = connect(cluster.config()).await;
+    assert_eq!(
+        member_id(&backend.client()).await,
+        member_id_of(&cluster, leader).await,
+        "the backend uses the leader"
+    );
+    let setup = setup(backend.clone());
+    let id = ok("dispatch", setup.engine.dispatch(task("work"))).await;
+    let _paused = cluster.pause(leader);
+    let got = ok(
+        "get while the member in use hangs",
+        Backend::get(&backend, &id),
+    )
+    .await;
+    assert_eq!(got.map(|stored| stored.value.task_id), Some(id.clone()));
+    let page = ok(
+        "list while the member in use hangs",
+        Backend::list(&backend, &TaskQuery::default()),
+    )
+    .await;
+    assert_eq!(page.total, 1);
+}
+
+/// After the leadership moved away from the member in use (which stays alive), requests follow the new leader: an
+/// answer from a later raft term has the backend look for the leader again. Then the new leader dies, and every
+/// operation still succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_follow_a_leader_that_moved() {
+    let mut cluster = EtcdCluster::start(3);
+    cluster.move_leader(0).await;
+    let backend = connect(cluster.config()).await;
+    let mut setup = setup(backend.clone());
+    let first = member_id_of(&cluster, 0).await;
+    assert_eq!(member_id(&backend.client()).await, first);
+    cluster.move_leader(1).await;
+    let leader = member_id_of(&cluster, 1).await;
+    // Each read answers from the new term; the search it starts runs in the background, so look again a few times.
+    let mut followed = false;
+    for _ in 0..100 {
+        ok("get", Backend::get(&backend, "none")).await;
+        if member_id(&backend.client()).await == leader {
+            followed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(followed, "the backend still uses the former leader");
+    let worker = setup
+        .engine
+        .worker()
+        .node("members")
+        .start()
+        .await
+        .expect("worker");
+    tokio::task::block_in_place(|| cluster.kill(1));
+    exercise(&mut setup, "the new leader down").await;
+    worker.shutdown().await;
+    taskflow_tests::assert_no_engine_bug();
+}
+
+/// The member id of the member `client` talks to.
+async fn member_id(client: &etcd_client::Client) -> u64 {
+    let status = ok("status", client.clone().status()).await;
+    status.header().expect("a header").member_id()
+}
+
+/// The member id of member `i`.
+async fn member_id_of(cluster: &EtcdCluster, i: usize) -> u64 {
+    let client = ok(
+        "connecting to a member",
+        etcd_client::Client::connect([cluster.member(i).endpoint()], None),
+    )
+    .await;
+    member_id(&client).await
 }

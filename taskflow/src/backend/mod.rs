@@ -279,7 +279,9 @@ pub enum Commit {
 /// What [`Backend::create`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Created {
-    /// The task was stored, at this revision.
+    /// The task was stored, at this revision. Also the answer of a backend that sent the create again itself (after
+    /// a failure that hid whether it was applied) and found the stored document byte for byte this one: that call stored
+    /// it.
     Stored {
         /// Its revision.
         revision: u64,
@@ -384,7 +386,8 @@ pub trait Backend: Send + Sync + 'static {
     /// Stores a new task and its first message. If the id is taken, stores nothing: [`Created::Existing`] if the
     /// stored task has the same [`dispatch_fingerprint`](Task::dispatch_fingerprint), not `None` (the same task sent
     /// again, e.g. after an answer was lost; compared atomically with the failed create), else
-    /// [`BackendError::AlreadyExists`]. Fails with [`BackendError::TooLarge`] if the document exceeds the backend's
+    /// [`BackendError::AlreadyExists`]; but [`Created::Stored`] if the backend sent the create again itself and found
+    /// the stored document byte for byte this one (this call stored it). Fails with [`BackendError::TooLarge`] if the document exceeds the backend's
     /// limit.
     async fn create(&self, task: &Arc<Task>) -> Result<Created, BackendError>;
 

@@ -1,6 +1,6 @@
 //! A private etcd cluster: `n` [`EtcdServer`] members on ephemeral loopback ports (client, peer and metrics ports of
-//! their own), each with its own temporary data dir; one member can be killed and restarted while the others keep the
-//! quorum.
+//! their own), each with its own temporary data dir; one member can be killed and restarted, or paused, while the
+//! others keep the quorum.
 
 use super::{EtcdServer, cannot_start, free_ports, temp_root, unique_prefix};
 use std::time::Duration;
@@ -82,6 +82,14 @@ impl EtcdCluster {
         self.members[i].restart();
     }
 
+    /// Pauses member `i` (SIGSTOP): it hangs, neither dead nor answering, until the returned guard is dropped
+    /// (SIGCONT).
+    pub fn pause(&self, i: usize) -> Paused<'_> {
+        let member = &self.members[i];
+        member.signal("STOP");
+        Paused { member }
+    }
+
     /// The index of the current leader, asked of the running members through the maintenance status API (the member
     /// id of a member that reports itself as the leader). Waits up to 30 s for a leader to be elected.
     pub async fn leader(&self) -> usize {
@@ -131,6 +139,17 @@ impl EtcdCluster {
     /// outlast a leader election, up to 2 s with etcd's defaults).
     pub fn config(&self) -> EtcdConfig {
         EtcdConfig::new(self.endpoints()).prefix(unique_prefix())
+    }
+}
+
+/// A paused member (see [`EtcdCluster::pause`]), resumed on drop, whatever happened meanwhile.
+pub struct Paused<'a> {
+    member: &'a EtcdServer,
+}
+
+impl Drop for Paused<'_> {
+    fn drop(&mut self) {
+        self.member.signal("CONT");
     }
 }
 

@@ -140,7 +140,7 @@ async fn run(
 }
 
 /// Sends a write transaction.
-async fn txn(members: &Members, txn: &Txn, repeat: Repeat) -> Result<TxnResponse, Fail> {
+async fn txn(members: &Arc<Members>, txn: &Txn, repeat: Repeat) -> Result<TxnResponse, Fail> {
     members
         .request(repeat, |client| async move {
             // Claims answer with task documents (up to 1.5 MiB each): a batch's answer may exceed tonic's 4 MiB default.
@@ -152,7 +152,7 @@ async fn txn(members: &Members, txn: &Txn, repeat: Repeat) -> Result<TxnResponse
         .await
 }
 
-async fn send(members: &Members, mut batch: Vec<Queued>, space_check: &str) {
+async fn send(members: &Arc<Members>, mut batch: Vec<Queued>, space_check: &str) {
     if batch.len() == 1 {
         let Some(one) = batch.pop() else { return };
         let result = txn(members, &one.job.txn, one.repeat)

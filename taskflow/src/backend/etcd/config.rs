@@ -52,8 +52,11 @@ impl EtcdConfig {
     /// batching on.
     ///
     /// Requests go to one member, the leader as far as the backend knows; when it fails (down, unreachable, without a
-    /// leader), the members are asked who leads now and the request goes there. So while a majority of the members is
-    /// alive, losing the others costs at most one leader election's wait.
+    /// leader, or not answering a read within half the time left), the members are asked who leads now and the request
+    /// goes there, and an answer from a later raft term has them asked again in the background. So while a majority of
+    /// the members is alive, losing one costs a request the wait for a new leader (up to twice etcd's
+    /// `--election-timeout`), plus half the time left when the lost member hangs instead of dying; it fails with
+    /// [`BackendError::Unavailable`] when that exceeds the request timeout.
     pub fn new<S: Into<String>>(endpoints: impl IntoIterator<Item = S>) -> Self {
         Self {
             endpoints: endpoints.into_iter().map(Into::into).collect(),
@@ -114,8 +117,9 @@ impl EtcdConfig {
         self
     }
 
-    /// How long [`connect`](Self::connect) waits for etcd to answer (default 5 s). A TCP connection to a member must
-    /// be made within this and within half the request timeout.
+    /// How long [`connect`](Self::connect) waits for etcd to answer (default 5 s): the search for the leader and a read
+    /// of the namespace on it, together. A TCP connection to a member must be made within this and within half the
+    /// request timeout.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self

@@ -249,7 +249,7 @@ async fn clean_entry(inner: &Inner, entry: &str, cutoff: DateTime<Utc>) -> Resul
     let txn = &txn;
     let resp = inner
         .members
-        .at_most_once(|mut c| async move { c.txn(txn.clone()).await })
+        .repeatable(|mut c| async move { c.txn(txn.clone()).await })
         .await?;
     if resp.succeeded() {
         tracing::debug!(task_id, "retention: deleted an expired task");

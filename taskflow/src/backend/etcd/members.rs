@@ -1,7 +1,11 @@
 //! The members of the etcd cluster as this process reaches them: one client per endpoint, and the member in use, which
 //! is the leader as far as this process knows. Every request goes to the member in use. When that member cannot be
-//! reached or has no leader, the members are asked who leads now (maintenance status) and the request goes there, all
-//! within one request timeout; a member that is down costs a refused connection, not a timeout.
+//! reached, has no leader or does not answer within its share of the request's time, the members are asked who leads
+//! now (maintenance status; see `search.rs`) and the request goes there, all within one request timeout; a member that
+//! is down costs a refused connection, one that hangs half of the time left. An answer from a later raft term than the
+//! one the member in use was chosen in (an election since) has the search run again in the background, so that requests
+//! follow a leader that moved while the old one stays alive. The lease keep-alive alone may go to every member at once
+//! (`on_any_within`): a renewal must not wait for the search.
 //!
 //! Why not etcd-client's balanced channel over all the endpoints: tonic's balancer keeps a dead endpoint "ready" (its
 //! reconnecting service stores the connect error, reports ready, and fails the next request sent there with it), so
@@ -14,18 +18,18 @@
 
 use super::error::Fail;
 use crate::retry::RetryPolicy;
-use etcd_client::{Client, ConnectOptions};
+use etcd_client::{Client, ConnectOptions, GetOptions, ResponseHeader};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use search::search;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
-/// How long a member may take to tell its status while the leader is searched for (a live member answers in
-/// milliseconds; one that does not is no use as the member in use).
-const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
+mod search;
 
 /// The pause between two searches for the leader while the cluster elects one, and between two attempts at the same
 /// member.
@@ -44,6 +48,9 @@ pub(crate) struct Members {
     search: tokio::sync::Mutex<()>,
     options: ConnectOptions,
     request_timeout: Duration,
+    /// A key of this client's namespace, read to know that a member serves this client (a user limited to the
+    /// namespace may read it, and may not be allowed to ask a member for its status).
+    probe: String,
 }
 
 /// One member: its endpoint, its client (connected on first use: with user/password auth, connecting authenticates),
@@ -64,6 +71,8 @@ struct InUse {
     /// A request failed on it in a way that does not show whether it is alive (a timeout, a broken connection): the
     /// next request searches for the leader first.
     suspect: bool,
+    /// The raft term it was chosen in (raised when a later one was seen and a search started for it).
+    term: u64,
 }
 
 /// Whether a request may be sent again after a failure that leaves unknown whether etcd applied it.
@@ -75,62 +84,57 @@ pub(crate) enum Repeat {
     IfUndelivered,
 }
 
+/// An answer of etcd that may tell the raft term of the member that gave it (its response header).
+pub(crate) trait Answered {
+    /// The response header, if the answer has one.
+    fn header(&self) -> Option<&ResponseHeader>;
+}
+
+macro_rules! answered {
+    ($($response:ty),*) => {$(
+        impl Answered for $response {
+            fn header(&self) -> Option<&ResponseHeader> {
+                <$response>::header(self)
+            }
+        }
+    )*};
+}
+
+answered!(
+    etcd_client::GetResponse,
+    etcd_client::PutResponse,
+    etcd_client::DeleteResponse,
+    etcd_client::TxnResponse,
+    etcd_client::LeaseGrantResponse,
+    etcd_client::LeaseRevokeResponse
+);
+
+/// Streams tell their terms later, in their messages: not looked at.
+impl Answered for etcd_client::WatchStream {
+    fn header(&self) -> Option<&ResponseHeader> {
+        None
+    }
+}
+
 impl Member {
     async fn client(&self, options: &ConnectOptions) -> Result<Client, etcd_client::Error> {
         let connect = || Client::connect([self.endpoint.as_str()], Some(options.clone()));
         self.client.get_or_try_init(connect).await.cloned()
     }
-
-    /// What this member says of the leader, within `limit`.
-    async fn ask(&self, options: &ConnectOptions, limit: Duration) -> Answer {
-        let ask = async {
-            let mut client = self.client(options).await?;
-            let status = client.status().await?;
-            Ok::<_, etcd_client::Error>((client, status))
-        };
-        match tokio::time::timeout(limit, ask).await {
-            Ok(Ok((client, status))) => {
-                let id = status.header().map_or(0, |h| h.member_id());
-                self.id.store(id, Ordering::Relaxed);
-                if id != 0 && status.leader() == id {
-                    Answer::Leads(client)
-                } else {
-                    Answer::Follows(client, status.leader())
-                }
-            }
-            Ok(Err(error)) if no_leader(&error) => Answer::NoLeader,
-            Ok(Err(error)) => Answer::Silent(Fail::from(error)),
-            Err(_) => Answer::Silent(Fail::Unavailable(
-                format!(
-                    "etcd at {} did not tell its status within {limit:?}",
-                    self.endpoint
-                )
-                .into(),
-            )),
-        }
-    }
-}
-
-/// What a member says when asked who leads.
-enum Answer {
-    /// It leads.
-    Leads(Client),
-    /// It follows this leader (0: none known).
-    Follows(Client, u64),
-    /// It is up but has no leader.
-    NoLeader,
-    /// It does not answer (down, unreachable, or refusing).
-    Silent(Fail),
 }
 
 impl Members {
-    /// The members of these endpoints; finds the leader (or a member that knows one) within `connect_timeout`.
+    /// The members of these endpoints: finds the leader (or a member that knows one, or one that serves when none
+    /// may tell) and reads `probe` there (a key of this client's namespace: the member serves this client, e.g. takes
+    /// its credentials), all within `connect_timeout`.
     pub(crate) async fn connect(
         endpoints: &[String],
         options: ConnectOptions,
+        probe: String,
         connect_timeout: Duration,
         request_timeout: Duration,
-    ) -> Result<Self, Fail> {
+    ) -> Result<Arc<Self>, Fail> {
+        let deadline = Instant::now() + connect_timeout;
         let members: Vec<Member> = endpoints
             .iter()
             .map(|endpoint| Member {
@@ -139,19 +143,30 @@ impl Members {
                 id: AtomicU64::new(0),
             })
             .collect();
-        let (index, client) = search(&members, &options, Instant::now() + connect_timeout).await?;
-        Ok(Self {
+        let found = search(&members, &options, &probe, deadline).await?;
+        let members = Arc::new(Self {
             members,
             in_use: std::sync::Mutex::new(InUse {
-                index,
-                client,
+                index: found.index,
+                client: found.client,
                 generation: 0,
                 suspect: false,
+                term: found.term,
             }),
             search: tokio::sync::Mutex::new(()),
             options,
             request_timeout,
-        })
+            probe,
+        });
+        let left = deadline.saturating_duration_since(Instant::now());
+        let probe = members.probe.as_str();
+        members
+            .call(left, Repeat::Safe, |mut c| async move {
+                c.get(probe, Some(GetOptions::new().with_count_only()))
+                    .await
+            })
+            .await?;
+        Ok(members)
     }
 
     /// The client of the member in use.
@@ -164,24 +179,17 @@ impl Members {
     }
 
     /// Runs a request that may be sent again (a read, a watch, a keep-alive, a write whose repetition changes nothing)
-    /// on the member in use, and on the leader found after any transient failure, within the request timeout.
-    pub(crate) async fn repeatable<T, F>(&self, request: impl FnMut(Client) -> F) -> Result<T, Fail>
-    where
-        F: Future<Output = Result<T, etcd_client::Error>>,
-    {
-        self.request(Repeat::Safe, request).await
-    }
-
-    /// [`repeatable`](Self::repeatable) within `timeout` instead of the request timeout.
-    pub(crate) async fn repeatable_within<T, F>(
-        &self,
-        timeout: Duration,
+    /// on the member in use, and on the leader found after any transient failure, within the request timeout. An
+    /// attempt may take half of the time left: a member that hangs is left for another.
+    pub(crate) async fn repeatable<T, F>(
+        self: &Arc<Self>,
         request: impl FnMut(Client) -> F,
     ) -> Result<T, Fail>
     where
+        T: Answered,
         F: Future<Output = Result<T, etcd_client::Error>>,
     {
-        self.call(timeout, Repeat::Safe, request).await
+        self.request(Repeat::Safe, request).await
     }
 
     /// Runs a request that may be sent again on every member at once (a follower forwards it to the leader) and
@@ -201,14 +209,25 @@ impl Members {
         let mut attempts: FuturesUnordered<_> = self
             .members
             .iter()
-            .map(|member| async move { request(member.client(options).await?).await })
+            .map(|member| async move {
+                let answer = async { request(member.client(options).await?).await }.await;
+                (&member.endpoint, answer.map_err(Fail::from))
+            })
             .collect();
         let mut failure = None;
+        let started = Instant::now();
         let first = async {
-            while let Some(answer) = attempts.next().await {
-                match answer.map_err(Fail::from) {
-                    Ok(value) => return Ok(value),
-                    Err(fail @ Fail::Unavailable(_)) => failure = Some(fail),
+            while let Some((endpoint, answer)) = attempts.next().await {
+                let elapsed = started.elapsed();
+                match answer {
+                    Ok(value) => {
+                        tracing::debug!(%endpoint, ?elapsed, "etcd: answered first of all members");
+                        return Ok(value);
+                    }
+                    Err(fail @ Fail::Unavailable(_)) => {
+                        tracing::debug!(%endpoint, ?elapsed, error = %fail, "etcd: a member failed the request");
+                        failure = Some(fail);
+                    }
                     Err(fail) => return Err(fail),
                 }
             }
@@ -224,38 +243,31 @@ impl Members {
         }
     }
 
-    /// Runs a write that must not be applied twice: sent again to another member only when it surely did not reach
-    /// etcd (the connection could not be made, or the member refused it for want of a leader). Any other transient
-    /// failure is returned as [`Fail::Unavailable`]: the write may or may not have been applied.
-    pub(crate) async fn at_most_once<T, F>(
-        &self,
-        request: impl FnMut(Client) -> F,
-    ) -> Result<T, Fail>
-    where
-        F: Future<Output = Result<T, etcd_client::Error>>,
-    {
-        self.request(Repeat::IfUndelivered, request).await
-    }
-
-    /// [`repeatable`](Self::repeatable) or [`at_most_once`](Self::at_most_once).
+    /// Runs a request on the member in use within the request timeout: [`repeatable`](Self::repeatable), or, for a
+    /// write that must not be applied twice ([`Repeat::IfUndelivered`]), sent again to another member only when it
+    /// surely did not reach etcd (the connection could not be made, or the member refused it for want of a leader);
+    /// any other transient failure is then returned as [`Fail::Unavailable`]: the write may or may not have been
+    /// applied.
     pub(crate) async fn request<T, F>(
-        &self,
+        self: &Arc<Self>,
         repeat: Repeat,
         request: impl FnMut(Client) -> F,
     ) -> Result<T, Fail>
     where
+        T: Answered,
         F: Future<Output = Result<T, etcd_client::Error>>,
     {
         self.call(self.request_timeout, repeat, request).await
     }
 
     async fn call<T, F>(
-        &self,
+        self: &Arc<Self>,
         timeout: Duration,
         repeat: Repeat,
         mut request: impl FnMut(Client) -> F,
     ) -> Result<T, Fail>
     where
+        T: Answered,
         F: Future<Output = Result<T, etcd_client::Error>>,
     {
         let deadline = Instant::now() + timeout;
@@ -265,23 +277,38 @@ impl Members {
             in_use = self.replace(&in_use, deadline).await?;
         }
         loop {
-            let error =
-                match tokio::time::timeout_at(deadline, request(in_use.client.clone())).await {
-                    Ok(Ok(value)) => return Ok(value),
-                    Ok(Err(error)) => error,
+            // A request that may be repeated gets half of the time left, so that another member has the rest.
+            let attempt = match repeat {
+                Repeat::Safe => {
+                    Instant::now() + deadline.saturating_duration_since(Instant::now()) / 2
+                }
+                Repeat::IfUndelivered => deadline,
+            };
+            let endpoint = &self.members[in_use.index].endpoint;
+            let (fail, undelivered) =
+                match tokio::time::timeout_at(attempt, request(in_use.client.clone())).await {
+                    Ok(Ok(value)) => {
+                        if let Some(term) = value.header().map(ResponseHeader::raft_term) {
+                            self.observe(&in_use, term);
+                        }
+                        return Ok(value);
+                    }
+                    Ok(Err(error)) => {
+                        let undelivered = undelivered(&error);
+                        (Fail::from(error), undelivered)
+                    }
+                    Err(_) if attempt < deadline => {
+                        let message =
+                            format!("etcd ({endpoint}) did not answer within half the time left");
+                        (Fail::Unavailable(message.into()), false)
+                    }
                     Err(_) => {
                         self.suspect(&in_use);
                         return Err(Fail::Unavailable(
-                            format!(
-                                "etcd ({}) did not answer within {timeout:?}",
-                                self.members[in_use.index].endpoint
-                            )
-                            .into(),
+                            format!("etcd ({endpoint}) did not answer within {timeout:?}").into(),
                         ));
                     }
                 };
-            let undelivered = undelivered(&error);
-            let fail = Fail::from(error);
             // Only a failure of the member is worth another member; not, e.g., etcd being out of space.
             if !matches!(fail, Fail::Unavailable(_)) {
                 return Err(fail);
@@ -290,7 +317,7 @@ impl Members {
                 self.suspect(&in_use);
                 return Err(fail);
             }
-            tracing::debug!(endpoint = %self.members[in_use.index].endpoint, error = %fail, "etcd request failed; looking for the leader");
+            tracing::debug!(%endpoint, error = %fail, "etcd request failed; looking for the leader");
             let failed = in_use.index;
             in_use = self
                 .replace(&in_use, deadline)
@@ -315,6 +342,26 @@ impl Members {
         }
     }
 
+    /// An answer of `term` from the member `seen`: if that term is later than the one the member in use was chosen
+    /// in, the leader was elected since, maybe elsewhere: the search runs again, in the background (once per term).
+    fn observe(self: &Arc<Self>, seen: &InUse, term: u64) {
+        {
+            let mut in_use = crate::sync::lock(&self.in_use);
+            if in_use.generation != seen.generation || term <= in_use.term {
+                return;
+            }
+            in_use.term = term;
+        }
+        let members = Arc::clone(self);
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            let deadline = Instant::now() + members.request_timeout;
+            if let Err(fail) = members.replace(&seen, deadline).await {
+                tracing::debug!(error = %fail, "etcd: looking for the leader after an election failed");
+            }
+        });
+    }
+
     /// The member to use instead of `failed`: the one another request found meanwhile, else the leader found now.
     async fn replace(&self, failed: &InUse, deadline: Instant) -> Result<InUse, Fail> {
         let Ok(_search) = tokio::time::timeout_at(deadline, self.search.lock()).await else {
@@ -326,80 +373,19 @@ impl Members {
         if current.generation != failed.generation {
             return Ok(current);
         }
-        let (index, client) = search(&self.members, &self.options, deadline).await?;
-        if index != failed.index {
-            tracing::info!(from = %self.members[failed.index].endpoint, to = %self.members[index].endpoint, "etcd requests move to another member");
+        let found = search(&self.members, &self.options, &self.probe, deadline).await?;
+        if found.index != failed.index {
+            tracing::info!(from = %self.members[failed.index].endpoint, to = %self.members[found.index].endpoint, "etcd requests move to another member");
         }
         let found = InUse {
-            index,
-            client,
+            index: found.index,
+            client: found.client,
             generation: failed.generation + 1,
             suspect: false,
+            term: found.term,
         };
         *crate::sync::lock(&self.in_use) = found.clone();
         Ok(found)
-    }
-}
-
-/// Asks every member who leads until one says it does (or, when the leader is not among these endpoints, one knows
-/// a leader elsewhere); waits while the cluster elects one. Fails at `deadline`, or at once when no member answers.
-async fn search(
-    members: &[Member],
-    options: &ConnectOptions,
-    deadline: Instant,
-) -> Result<(usize, Client), Fail> {
-    let endpoints = || {
-        members
-            .iter()
-            .map(|m| m.endpoint.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let mut delays = backoff().delays();
-    loop {
-        let limit = STATUS_TIMEOUT.min(deadline.saturating_duration_since(Instant::now()));
-        let mut answers: FuturesUnordered<_> = members
-            .iter()
-            .enumerate()
-            .map(|(index, member)| async move { (index, member.ask(options, limit).await) })
-            .collect();
-        let mut followers = Vec::new();
-        let mut up = false;
-        let mut silence = None;
-        while let Some((index, answer)) = answers.next().await {
-            match answer {
-                Answer::Leads(client) => return Ok((index, client)),
-                Answer::Follows(client, leader) => {
-                    up = true;
-                    followers.push((index, client, leader));
-                }
-                Answer::NoLeader => up = true,
-                Answer::Silent(fail) => silence = Some(fail),
-            }
-        }
-        if !up {
-            let message = format!("no etcd member answers ({})", endpoints());
-            return Err(match silence {
-                Some(fail) => Fail::unavailable_because(format!("{message}: {fail}"), &fail),
-                None => Fail::Unavailable(message.into()),
-            });
-        }
-        // A leader that is none of these endpoints (rather than one of them that did not answer): a follower forwards
-        // to it.
-        let ours = |id: u64| members.iter().any(|m| m.id.load(Ordering::Relaxed) == id);
-        if let Some((index, client, _)) = followers
-            .into_iter()
-            .find(|&(_, _, leader)| leader != 0 && !ours(leader))
-        {
-            return Ok((index, client));
-        }
-        let pause = delays.next().unwrap_or(Duration::from_millis(500));
-        if Instant::now() + pause >= deadline {
-            return Err(Fail::Unavailable(
-                format!("the etcd cluster ({}) has no leader", endpoints()).into(),
-            ));
-        }
-        tokio::time::sleep(pause).await;
     }
 }
 

@@ -127,7 +127,7 @@ impl Claims {
 }
 
 impl Inner {
-    /// Sends a write that must not be applied twice (see [`Members::at_most_once`]).
+    /// Sends a write that must not be applied twice (see [`Repeat::IfUndelivered`]).
     async fn submit(&self, job: Job) -> Result<batch::Reply, Fail> {
         self.batcher.submit(job, Repeat::IfUndelivered).await
     }
@@ -227,29 +227,22 @@ impl EtcdBackend {
             );
             BackendError::from(Fail::unavailable_because(reason, &fail))
         };
+        let keys = KeyLayout::new(&config.prefix);
         let members = Members::connect(
             &config.endpoints,
             config.connect_options(),
+            keys.space_check(),
             config.connect_timeout,
             config.request_timeout,
         )
         .await
         .map_err(unreachable)?;
-        // Ask something of the member found, to know it serves this client (e.g. accepts its credentials).
-        members
-            .repeatable_within(config.connect_timeout, |mut c| async move {
-                c.get("\0", Some(GetOptions::new().with_count_only())).await
-            })
-            .await
-            .map_err(unreachable)?;
-        let members = Arc::new(members);
         let limits = Limits {
             batching: config.batching,
             max_ops: config.max_batch_ops,
             max_bytes: 1024 * 1024,
             max_in_flight: config.max_in_flight,
         };
-        let keys = KeyLayout::new(&config.prefix);
         let batcher = Batcher::start(Arc::clone(&members), limits, keys.space_check());
         Ok(Self {
             inner: Arc::new(Inner {
@@ -414,9 +407,16 @@ impl Backend for EtcdBackend {
                 revision: reply.revision as u64,
             });
         }
-        // The id is taken: by this very task if the document read with the failed guard has its fingerprint (a
-        // re-send after an answer was lost, or by a caller).
+        // The id is taken: by this very call if the document read with the failed guard is byte for byte this one (a
+        // create with a fingerprint was sent again, to another member, after a failure that hid its success: the document carries the
+        // times of this call, so another dispatch does not write the same bytes); by this very task if it has its
+        // fingerprint (a re-send after an answer was lost, or by a caller).
         match got(reply.resp.op_responses().into_iter().next()) {
+            Some(kv) if task.dispatch_fingerprint.is_some() && kv.value() == doc.as_slice() => {
+                Ok(Created::Stored {
+                    revision: kv.mod_revision() as u64,
+                })
+            }
             Some(kv) if is_resend(stored_fingerprint(&kv), task) => Ok(Created::Existing {
                 revision: kv.mod_revision() as u64,
             }),

@@ -1,6 +1,7 @@
 //! The backend's single requests besides the batched writes and the range reads: reading one key, granting and
-//! revoking leases, opening watches. Each goes through [`Members`](super::members::Members): to the leader, and again
-//! (to the next leader) after any transient failure, within the request timeout.
+//! revoking leases, opening watches. Each goes through [`Members`](super::members::Members): to the member in use (the
+//! leader as far as this process knows), and again (to the next leader) after any transient failure, within the
+//! request timeout.
 
 use super::Inner;
 use super::error::Fail;
@@ -22,12 +23,17 @@ impl Inner {
         Ok(granted.id())
     }
 
-    /// Revokes a lease.
+    /// Revokes a lease. A lease etcd does not know is revoked already (by an attempt whose answer was lost, or it
+    /// expired): that is success.
     pub(crate) async fn lease_revoke(&self, lease: i64) -> Result<(), Fail> {
-        self.members
+        match self
+            .members
             .repeatable(|mut c| async move { c.lease_revoke(lease).await })
             .await
-            .map(drop)
+        {
+            Ok(_) | Err(Fail::LeaseNotFound(_)) => Ok(()),
+            Err(fail) => Err(fail),
+        }
     }
 
     /// Opens a watch.
