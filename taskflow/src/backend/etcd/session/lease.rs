@@ -150,11 +150,17 @@ impl Keeper {
             )),
         };
         let answer = match first {
-            Err(Fail::Unavailable(_)) => members.on_any_within(timeout, open).await,
+            Err(fail @ Fail::Unavailable(_)) => {
+                tracing::debug!(lease, error = %fail, "lease renewal: the member in use failed; trying every member");
+                members.on_any_within(timeout, open).await
+            }
             answer => answer,
         };
         match answer {
-            Ok(_) => Renewal::Confirmed(sent),
+            Ok(_) => {
+                tracing::debug!(lease, took = ?sent.elapsed(), "lease renewed");
+                Renewal::Confirmed(sent)
+            }
             Err(Fail::LeaseNotFound(_)) => Renewal::Expired,
             Err(fail) => Renewal::Failed(fail),
         }
