@@ -1,6 +1,6 @@
 //! A private etcd server for tests: started from the `etcd` binary on ephemeral loopback ports with a temporary data
 //! dir (on `/dev/shm` when there is one), stopped (kill + wait) on drop, restartable on the same ports and data; and a
-//! private cluster of such servers ([`EtcdCluster`]).
+//! private cluster of such servers ([`EtcdCluster`]); and a TCP proxy that can cut a client off ([`Proxy`]).
 //!
 //! Tests that need etcd **fail** with a clear message when it cannot be started; they are never skipped.
 
@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use taskflow::backend::etcd::{EtcdBackend, EtcdConfig};
 
 mod cluster;
+mod proxy;
 pub use cluster::{EtcdCluster, Paused};
+pub use proxy::Proxy;
 
 /// The etcd binary: `$ETCD_BIN`, else `etcd` on the `PATH`.
 pub fn etcd_binary() -> String {

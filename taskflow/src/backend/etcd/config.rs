@@ -1,6 +1,7 @@
 //! Configuration of the etcd backend.
 
 use super::EtcdBackend;
+use super::session::Timing;
 use crate::RetryPolicy;
 use crate::error::BackendError;
 use std::time::Duration;
@@ -103,10 +104,16 @@ impl EtcdConfig {
         self
     }
 
-    /// The TTL of a worker's lease (default 10 s, at least 2 s): how long after a worker died its claims are
-    /// given to others. The lease is renewed every TTL/3.
+    /// The TTL of a worker's lease, in whole seconds (default 10 s): how long after a worker died its claims are
+    /// given to others. The lease is renewed every TTL/6 and counted lost 3/4 TTL after the last renewal etcd
+    /// confirmed, when the worker drops its running steps: before etcd can give them to another worker.
+    ///
+    /// [`connect`](Self::connect) refuses a TTL under 2 s (etcd's own minimum lease TTL is 1.5 × its
+    /// `--election-timeout`), and warns under 5 s: an etcd leader election (up to 2 × `--election-timeout`, 2 s with
+    /// etcd's defaults) may then outlast the time left between a renewal due and the loss threshold (7/12 TTL), and
+    /// healthy workers would lose their leases (and re-run their steps elsewhere).
     pub fn lease_ttl(mut self, ttl: Duration) -> Self {
-        self.lease_ttl = ttl.max(Duration::from_secs(2));
+        self.lease_ttl = ttl;
         self
     }
 
@@ -226,8 +233,36 @@ impl EtcdConfig {
     }
 
     /// Connects, checks that etcd answers, and returns the backend. Fails with [`BackendError::Unavailable`] naming
-    /// the endpoints when etcd cannot be reached within the connect timeout.
+    /// the endpoints when etcd cannot be reached within the connect timeout, and with [`BackendError::Other`] when
+    /// the lease TTL is under 2 s (see [`lease_ttl`](Self::lease_ttl)).
     pub async fn connect(self) -> Result<EtcdBackend, BackendError> {
+        self.check_lease_ttl()?;
         EtcdBackend::connect(self).await
+    }
+
+    /// Refuses a lease TTL under [`Timing::MIN_TTL`], warns under [`Timing::SAFE_TTL`] (see
+    /// [`lease_ttl`](Self::lease_ttl)).
+    fn check_lease_ttl(&self) -> Result<(), BackendError> {
+        let ttl = self.lease_ttl;
+        if ttl < Timing::MIN_TTL {
+            return Err(BackendError::Other(format!(
+                "etcd backend: lease TTL {ttl:?} is under {:?}, etcd's minimum lease TTL with its default \
+                 --election-timeout (1 s); a worker counts its lease lost after 3/4 of it",
+                Timing::MIN_TTL
+            )));
+        }
+        if ttl < Timing::SAFE_TTL {
+            let timing = Timing::of(ttl);
+            tracing::warn!(
+                ttl = ?timing.ttl,
+                lost_after = ?timing.lost_after,
+                "etcd lease TTL under {:?}: a worker counts its lease lost {:?} after its last confirmed renewal, so \
+                 an etcd leader election (up to 2 × --election-timeout: 2 s with etcd's defaults) may cost healthy \
+                 workers their leases and re-run their steps elsewhere",
+                Timing::SAFE_TTL,
+                timing.lost_after,
+            );
+        }
+        Ok(())
     }
 }

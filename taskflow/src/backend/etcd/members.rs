@@ -4,7 +4,8 @@
 //! now (maintenance status; see `search.rs`) and the request goes there, all within one request timeout; a member that
 //! is down costs a refused connection, one that hangs half of the time left. An answer from a later raft term than the
 //! one the member in use was chosen in (an election since) has the search run again in the background, so that requests
-//! follow a leader that moved while the old one stays alive.
+//! follow a leader that moved while the old one stays alive. The lease keep-alive alone may go to every member at once
+//! (`on_any_within`): a renewal must not wait for the search.
 //!
 //! Why not etcd-client's balanced channel over all the endpoints: tonic's balancer keeps a dead endpoint "ready" (its
 //! reconnecting service stores the connect error, reports ready, and fails the next request sent there with it), so
@@ -18,6 +19,8 @@
 use super::error::Fail;
 use crate::retry::RetryPolicy;
 use etcd_client::{Client, ConnectOptions, GetOptions, ResponseHeader};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use search::search;
 use std::future::Future;
 use std::sync::Arc;
@@ -113,12 +116,6 @@ impl Answered for etcd_client::WatchStream {
     }
 }
 
-impl Answered for (etcd_client::LeaseKeeper, etcd_client::LeaseKeepAliveStream) {
-    fn header(&self) -> Option<&ResponseHeader> {
-        None
-    }
-}
-
 impl Member {
     async fn client(&self, options: &ConnectOptions) -> Result<Client, etcd_client::Error> {
         let connect = || Client::connect([self.endpoint.as_str()], Some(options.clone()));
@@ -195,17 +192,55 @@ impl Members {
         self.request(Repeat::Safe, request).await
     }
 
-    /// [`repeatable`](Self::repeatable) within `timeout` instead of the request timeout.
-    pub(crate) async fn repeatable_within<T, F>(
-        self: &Arc<Self>,
+    /// Runs a request that may be sent again on every member at once (a follower forwards it to the leader) and
+    /// returns the first answer within `timeout`, or at once the first refusal that is not a member's failure (e.g. a
+    /// lease not found): for the lease keep-alive, which must not wait for the search for the leader, nor for a member
+    /// that holds requests (one starting up, or frozen) while another one could answer.
+    pub(crate) async fn on_any_within<T, F>(
+        &self,
         timeout: Duration,
-        request: impl FnMut(Client) -> F,
+        request: impl Fn(Client) -> F,
     ) -> Result<T, Fail>
     where
-        T: Answered,
         F: Future<Output = Result<T, etcd_client::Error>>,
     {
-        self.call(timeout, Repeat::Safe, request).await
+        let options = &self.options;
+        let request = &request;
+        let mut attempts: FuturesUnordered<_> = self
+            .members
+            .iter()
+            .map(|member| async move {
+                let answer = async { request(member.client(options).await?).await }.await;
+                (&member.endpoint, answer.map_err(Fail::from))
+            })
+            .collect();
+        let mut failure = None;
+        let started = Instant::now();
+        let first = async {
+            while let Some((endpoint, answer)) = attempts.next().await {
+                let elapsed = started.elapsed();
+                match answer {
+                    Ok(value) => {
+                        tracing::debug!(%endpoint, ?elapsed, "etcd: answered first of all members");
+                        return Ok(value);
+                    }
+                    Err(fail @ Fail::Unavailable(_)) => {
+                        tracing::debug!(%endpoint, ?elapsed, error = %fail, "etcd: a member failed the request");
+                        failure = Some(fail);
+                    }
+                    Err(fail) => return Err(fail),
+                }
+            }
+            Err(failure
+                .take()
+                .unwrap_or_else(|| Fail::Unavailable("no etcd member".into())))
+        };
+        match tokio::time::timeout(timeout, first).await {
+            Ok(answer) => answer,
+            Err(_) => Err(Fail::Unavailable(
+                format!("no etcd member answered within {timeout:?}").into(),
+            )),
+        }
     }
 
     /// Runs a request on the member in use within the request timeout: [`repeatable`](Self::repeatable), or, for a

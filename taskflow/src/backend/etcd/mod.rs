@@ -3,7 +3,7 @@
 //! * Every state change is one transaction guarded by the task document's `mod_revision` and, for a worker, by its
 //!   claim (`create_revision` of the claim key = the fencing token). A worker that lost its claim has its late commit
 //!   rejected.
-//! * Claims live on the worker session's lease, kept alive every TTL/3; when a worker dies its claims expire after
+//! * Claims live on the worker session's lease, renewed every TTL/6; when a worker dies its claims expire after
 //!   the TTL and the messages go to the others. [`Session::close`] revokes the lease (claims released at once).
 //! * A worker learns of work from one watch (resumed from the last seen revision; re-listed after a compaction), never
 //!   by polling.

@@ -19,6 +19,8 @@ pub(super) enum Interrupt {
     TaskTimeout,
     /// The worker shuts down.
     Shutdown,
+    /// The session lost its lease: the claim is void, the step was dropped at once.
+    Lost,
 }
 
 impl Driver {
@@ -83,9 +85,23 @@ impl Driver {
                 ctx.cancel();
                 return Err(Interrupt::TaskTimeout);
             }
+            // Before the user cancel (`cancel` is a child of `void`): a void claim gets no grace, since another worker
+            // may start the step as soon as etcd expires the lease.
+            () = self.void.cancelled() => {
+                ctx.cancel();
+                return Err(Interrupt::Lost);
+            }
             () = self.cancel.cancelled() => {
-                // Cancelled by a user (or the session was lost): a grace period to stop cleanly, then drop.
-                let _ = tokio::time::timeout(inner.cancel_grace, &mut future).await;
+                // Cancelled by a user: a grace period to stop cleanly, then drop (at once if the session is lost
+                // meanwhile).
+                tokio::select! {
+                    biased;
+                    () = self.void.cancelled() => {
+                        ctx.cancel();
+                        return Err(Interrupt::Lost);
+                    }
+                    _ = tokio::time::timeout(inner.cancel_grace, &mut future) => {}
+                }
                 return Err(Interrupt::Cancelled);
             }
             () = self.shared.abort.cancelled() => {

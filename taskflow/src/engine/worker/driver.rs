@@ -5,7 +5,7 @@ use super::attempt::{Interrupt, panic_message};
 use super::commit::Committed;
 use super::draft::{Draft, Spare};
 use super::recovery::fail_corrupt;
-use super::shared::Shared;
+use super::shared::{Running, Shared};
 use crate::backend::{ClaimToken, Claimed, Message, Stored, Work, WorkerSpec};
 use crate::callback::TaskOutcome;
 use crate::engine::machine::{self, Outcome, Plan};
@@ -44,6 +44,9 @@ pub(super) struct Driver {
     /// the step asks for it, see `StepContext`), which the driver cancels when it drops the attempt and which user
     /// code may cancel without touching later attempts.
     pub(super) cancel: CancellationToken,
+    /// Cancelled when the session lost its lease (which cancels `cancel` too): the claim is void, a running step is
+    /// dropped at once.
+    pub(super) void: CancellationToken,
 }
 
 impl Driver {
@@ -60,13 +63,12 @@ impl Driver {
         };
         // Registered before anything is committed, so that a cancel arriving at any point reaches this driver.
         let id = shared.next_driver.fetch_add(1, Ordering::Relaxed);
-        let cancel = CancellationToken::new();
-        shared
-            .running()
-            .insert(message.task_id.clone(), (id, cancel.clone()));
+        let running = Running::new(id);
+        let (cancel, void) = (running.cancel.clone(), running.void.clone());
+        shared.running().insert(message.task_id.clone(), running);
         // The session lost its lease during the claim: the claim is void.
         if shared.losses.load(Ordering::Acquire) != losses {
-            cancel.cancel();
+            void.cancel();
         }
         let spare = Spare::new(shared.take_spare());
         let mut driver = Driver {
@@ -82,12 +84,13 @@ impl Driver {
             id,
             losses,
             cancel,
+            void,
         };
         driver.drive().await;
         let mut running = driver.shared.running();
         if running
             .get(&driver.token.task_id)
-            .is_some_and(|(id, _)| *id == driver.id)
+            .is_some_and(|running| running.id == driver.id)
         {
             running.remove(&driver.token.task_id);
         }
@@ -186,7 +189,7 @@ impl Driver {
             Ok(Outcome::Failure { .. }) => StepEnd::Failure,
             Err(Interrupt::Cancelled) => StepEnd::Revoked,
             Err(Interrupt::TaskTimeout) => StepEnd::Timeout,
-            Err(Interrupt::Shutdown) => StepEnd::Interrupted,
+            Err(Interrupt::Shutdown | Interrupt::Lost) => StepEnd::Interrupted,
         };
         metrics.finished(status, began.elapsed());
         self.metrics = Some(metrics);
@@ -212,6 +215,11 @@ impl Driver {
             Err(Interrupt::TaskTimeout) => {
                 machine::time_out(task.edit(), now);
                 self.commit_and_continue(task, true, now).await
+            }
+            Err(Interrupt::Lost) => {
+                // The claim went with the lease: nothing to release.
+                self.holding = false;
+                None
             }
             Err(Interrupt::Cancelled | Interrupt::Shutdown) => None,
         }
@@ -252,6 +260,11 @@ impl Driver {
                 Err(panic) => Err(format!("panic: {}", panic_message(&panic))),
             },
             () = self.shared.abort.cancelled() => return None,
+            // The claim went with the lease: another worker runs the callback.
+            () = self.void.cancelled() => {
+                self.holding = false;
+                return None;
+            }
         };
         if let Err(error) = &result {
             tracing::warn!(callback = %task.callback_name, error, "callback failed");

@@ -108,16 +108,18 @@ fn apply(shared: &Shared, pending: &mut Pending, event: FeedEvent) {
         FeedEvent::Upsert(message) => pending.upsert(&shared.spec, message),
         FeedEvent::Remove { task_id } => pending.remove(&task_id),
         FeedEvent::Cancel { task_id } => {
-            if let Some((_, token)) = shared.running().get(&task_id) {
+            if let Some(running) = shared.running().get(&task_id) {
                 tracing::info!(task_id, "cancel received: stopping the step");
-                token.cancel();
+                running.cancel.cancel();
             }
         }
         FeedEvent::Lost(reason) => {
-            tracing::error!(worker = %shared.spec.worker_id, reason, "session lost: stopping every running step");
+            // Every claim is void: another worker may take these tasks as soon as the lease expires, so their steps
+            // are dropped now, without the cancel grace (the session says so before the lease can expire).
+            tracing::error!(worker = %shared.spec.worker_id, reason, "session lost: dropping every running step");
             shared.losses.fetch_add(1, Ordering::AcqRel);
-            for (_, token) in shared.running().values() {
-                token.cancel();
+            for running in shared.running().values() {
+                running.void.cancel();
             }
         }
     }

@@ -14,6 +14,29 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// A driver running here: its id and the tokens that stop it.
+pub(super) struct Running {
+    /// The driver's id (a later driver of the same task replaces the entry).
+    pub(super) id: u64,
+    /// Cancelled when a user cancels the task (a running step gets the cancel grace) or when `void` is.
+    pub(super) cancel: CancellationToken,
+    /// Cancelled when the session lost its lease: the claim is void and another worker may take the task as soon as
+    /// etcd expires the lease, so a running step is dropped at once (no grace).
+    pub(super) void: CancellationToken,
+}
+
+impl Running {
+    /// A new driver's entry: `cancel` is a child of `void`.
+    pub(super) fn new(id: u64) -> Self {
+        let void = CancellationToken::new();
+        Self {
+            id,
+            cancel: void.child_token(),
+            void,
+        }
+    }
+}
+
 /// The state the scheduler and the drivers of one worker share.
 pub(super) struct Shared {
     /// The engine the worker belongs to (backend, registry, renderer, back-off, metrics).
@@ -22,8 +45,8 @@ pub(super) struct Shared {
     pub(super) spec: WorkerSpec,
     /// The worker's session: its liveness, and the claims it holds.
     pub(super) session: Arc<dyn Session>,
-    /// The drivers running here, by task id: (driver id, the driver's cancellation token).
-    running: Mutex<HashMap<String, (u64, CancellationToken)>>,
+    /// The drivers running here, by task id.
+    running: Mutex<HashMap<String, Running>>,
     /// The id of the next driver.
     pub(super) next_driver: AtomicU64,
     /// Notified whenever a driver ends (for `Worker::idle`).
@@ -111,7 +134,7 @@ impl Shared {
     }
 
     /// The drivers running here, by task id.
-    pub(super) fn running(&self) -> MutexGuard<'_, HashMap<String, (u64, CancellationToken)>> {
+    pub(super) fn running(&self) -> MutexGuard<'_, HashMap<String, Running>> {
         lock(&self.running)
     }
 

@@ -1,30 +1,25 @@
-//! The session driver: one tokio task per session that keeps the lease alive (see `lease.rs`) and turns the feed
-//! watch into feed events, re-listing after a compaction.
+//! The session driver: one tokio task per session that turns the feed watch into feed events, re-listing after a
+//! compaction and after the keeper registered the worker again (the lease is kept by its own task, see `lease.rs`,
+//! so that nothing here can delay a renewal or the declaration of a loss).
 
 use super::Shared;
 use super::feed::{View, cancelled_at};
-use super::lease::next_keep_alive;
 use crate::backend::FeedEvent;
 use crate::backend::etcd::error::Fail;
 use crate::backend::etcd::retries::Retries;
-use etcd_client::{LeaseKeepAliveStream, LeaseKeeper, WatchOptions, WatchResponse, WatchStream};
+use etcd_client::{WatchOptions, WatchResponse, WatchStream};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-/// Keeps the lease alive and turns the watch into feed events.
+/// Turns the watch into feed events.
 pub(super) struct Driver {
     pub(super) shared: Arc<Shared>,
     pub(super) feed: mpsc::UnboundedSender<FeedEvent>,
     pub(super) view: View,
     /// Every change up to this revision has been applied.
     pub(super) revision: i64,
-    pub(super) lease: i64,
-    pub(super) keeper: Option<(LeaseKeeper, LeaseKeepAliveStream)>,
-    /// When the last keep-alive that etcd confirmed was sent (the lease lives at least TTL from then).
-    pub(super) renewed: Instant,
-    /// When the outstanding keep-alive was sent.
-    pub(super) sent: Option<Instant>,
     pub(super) watch: Option<WatchStream>,
     /// The worker dropped its feed.
     pub(super) feed_closed: bool,
@@ -34,7 +29,7 @@ pub(super) struct Driver {
 enum Wake {
     Closed,
     Watch(Result<Option<WatchResponse>, etcd_client::Error>),
-    KeepAlive(Result<Option<etcd_client::LeaseKeepAliveResponse>, etcd_client::Error>),
+    Registered,
     Tick,
     FeedClosed,
 }
@@ -43,13 +38,14 @@ impl Driver {
     /// Runs until the session is closed.
     pub(super) async fn run(mut self) {
         let mut tick = Instant::now();
+        let reconnect_delay = self.shared.inner.config.reconnect_delay;
         loop {
             let wake = tokio::select! {
                 biased;
                 () = self.shared.closed.cancelled() => Wake::Closed,
                 () = self.feed.closed(), if !self.feed_closed => Wake::FeedClosed,
                 message = next_watch(&mut self.watch) => Wake::Watch(message),
-                response = next_keep_alive(&mut self.keeper) => Wake::KeepAlive(response),
+                () = self.shared.registered.notified() => Wake::Registered,
                 () = tokio::time::sleep_until(tick) => Wake::Tick,
             };
             match wake {
@@ -66,21 +62,20 @@ impl Driver {
                         tracing::debug!(error = %e, "the feed watch broke; reconnecting");
                     }
                     self.watch = None;
-                    tick = tick.min(Instant::now() + self.shared.inner.config.reconnect_delay);
+                    tick = tick.min(Instant::now() + reconnect_delay);
                 }
-                Wake::KeepAlive(Ok(Some(resp))) => {
-                    if resp.ttl() <= 0 {
-                        self.lost("the lease expired").await;
-                    } else if let Some(sent) = self.sent.take() {
-                        self.renewed = sent;
+                Wake::Registered => {
+                    // A new lease after a lost one: the claims of the old one went with it; start from a snapshot.
+                    self.watch = None;
+                    self.resync().await;
+                }
+                Wake::Tick => {
+                    tick = Instant::now() + reconnect_delay;
+                    if self.watch.is_some() || self.feed_closed || self.open_watch().await {
+                        // Nothing to reconnect: sleep until a stream breaks.
+                        tick = Instant::now() + Duration::from_secs(3600);
                     }
                 }
-                Wake::KeepAlive(_) => {
-                    self.keeper = None;
-                    self.sent = None;
-                    tick = tick.min(Instant::now() + self.shared.inner.config.reconnect_delay);
-                }
-                Wake::Tick => tick = self.on_tick().await,
             }
         }
     }

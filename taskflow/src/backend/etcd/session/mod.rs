@@ -1,8 +1,10 @@
-//! Worker sessions: the lease (kept alive every TTL/3), the claims on it, and the feed (one watch).
+//! Worker sessions: the lease (renewed every TTL/6, counted lost 3/4 TTL after the last confirmed renewal), the claims
+//! on it, and the feed (one watch).
 //!
 //! * `mod.rs`: opening a session, the [`Session`] handle, closing it.
-//! * `lease.rs`: granting and renewing the lease, registering the worker, recovering from a lost lease.
-//! * `driver.rs`: the session's background task (lease renewals, the feed watch, re-listing after a compaction).
+//! * `lease.rs`: granting and renewing the lease (the keeper task), registering the worker, recovering from a lost
+//!   lease.
+//! * `driver.rs`: the session's feed task (the feed watch, re-listing after a compaction or a lost lease).
 //! * `feed.rs`: the feed view (the messages and claims a session knows) and the events it derives from the watch.
 //! * `claim.rs`: the claim transaction, releases, and the clean-up of a claim whose answer was lost.
 //! * `retention.rs`: the retention election and its periodic passes.
@@ -13,15 +15,17 @@ mod feed;
 mod lease;
 mod retention;
 
+pub(crate) use lease::Timing;
+
 use super::Inner;
 use crate::backend::{ClaimToken, Claimed, FeedEvent, Message, Session, WorkerSpec};
 use crate::error::BackendError;
 use driver::Driver;
 use feed::{ClaimSet, Known, View};
+use lease::Keeper;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -36,13 +40,13 @@ struct Shared {
     known: Known,
     /// The claims the feed knows.
     claimed: ClaimSet,
+    /// The lease's timing.
+    timing: Timing,
+    /// Notified by the keeper when the worker registered again after a lost lease (the feed then resyncs).
+    registered: Notify,
 }
 
 impl Shared {
-    fn ttl(&self) -> Duration {
-        self.inner.config.lease_ttl
-    }
-
     fn lease(&self) -> Result<i64, BackendError> {
         if self.closed.is_cancelled() {
             return Err(BackendError::SessionClosed("session closed".to_owned()));
@@ -61,6 +65,7 @@ pub(super) async fn open(
     inner: Arc<Inner>,
     spec: WorkerSpec,
 ) -> Result<(Arc<EtcdSession>, mpsc::UnboundedReceiver<FeedEvent>), BackendError> {
+    let inner_ttl = inner.config.lease_ttl;
     let shared = Arc::new(Shared {
         inner,
         spec,
@@ -68,7 +73,10 @@ pub(super) async fn open(
         known: Known::default(),
         claimed: ClaimSet::default(),
         closed: CancellationToken::new(),
+        timing: Timing::of(inner_ttl),
+        registered: Notify::new(),
     });
+    let granted = Instant::now();
     let lease = shared.register().await?;
     shared.lease.store(lease, Ordering::Release);
     let (feed, rx) = mpsc::unbounded_channel();
@@ -85,15 +93,18 @@ pub(super) async fn open(
         }
     };
     let _ = feed.send(FeedEvent::Snapshot(view.claimable()));
+    let keeper = Keeper {
+        shared: Arc::clone(&shared),
+        feed: feed.clone(),
+        lease,
+        confirmed: granted,
+    };
+    tokio::spawn(keeper.run());
     let driver = Driver {
         shared: Arc::clone(&shared),
         feed,
         view,
         revision,
-        lease,
-        keeper: None,
-        renewed: Instant::now(),
-        sent: None,
         watch: None,
         feed_closed: false,
     };
