@@ -11,7 +11,7 @@ use taskflow::{
     Backend, BackendError, Route, Step, StepOptions, Task, TaskInfo, TaskOptions, TaskQuery,
     TaskStatus,
 };
-use taskflow_tests::etcd::{EtcdServer, backend_with};
+use taskflow_tests::etcd::{EtcdServer, backend_with, config};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 fn task(name: &str, options: TaskOptions, steps: &[(&str, Option<&str>)]) -> Task {
@@ -1155,4 +1155,28 @@ async fn tls() {
         .connect()
         .await;
     assert!(plain.is_err());
+}
+
+/// A lease TTL under etcd's minimum is refused on every way of connecting (review finding: `EtcdBackend::connect`
+/// skipped the check, and a TTL under 1 s made the session count its lease lost right after every registration, a
+/// hot loop of grants and revokes), before anything is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_ttl_under_the_minimum_is_refused_on_every_connect() {
+    let etcd = EtcdServer::start();
+    for ttl in [
+        Duration::ZERO,
+        Duration::from_millis(900),
+        Duration::from_millis(1_900),
+    ] {
+        let short = || config(&etcd).lease_ttl(ttl);
+        for result in [short().connect().await, EtcdBackend::connect(short()).await] {
+            match result {
+                Err(BackendError::Other(reason)) => {
+                    assert!(reason.contains("lease TTL"), "{reason}")
+                }
+                Err(other) => panic!("unexpected error {other}"),
+                Ok(_) => panic!("a lease TTL of {ttl:?} was accepted"),
+            }
+        }
+    }
 }

@@ -236,13 +236,12 @@ impl EtcdConfig {
     /// the endpoints when etcd cannot be reached within the connect timeout, and with [`BackendError::Other`] when
     /// the lease TTL is under 2 s (see [`lease_ttl`](Self::lease_ttl)).
     pub async fn connect(self) -> Result<EtcdBackend, BackendError> {
-        self.check_lease_ttl()?;
         EtcdBackend::connect(self).await
     }
 
     /// Refuses a lease TTL under [`Timing::MIN_TTL`], warns under [`Timing::SAFE_TTL`] (see
     /// [`lease_ttl`](Self::lease_ttl)).
-    fn check_lease_ttl(&self) -> Result<(), BackendError> {
+    pub(crate) fn check_lease_ttl(&self) -> Result<(), BackendError> {
         let ttl = self.lease_ttl;
         if ttl < Timing::MIN_TTL {
             return Err(BackendError::Other(format!(

@@ -218,6 +218,7 @@ pub(crate) async fn range_prefix(
 impl EtcdBackend {
     /// Connects with this configuration (see [`EtcdConfig::connect`]).
     pub async fn connect(config: EtcdConfig) -> Result<Self, BackendError> {
+        config.check_lease_ttl()?;
         if config.endpoints.is_empty() {
             return Err(BackendError::Other(
                 "etcd backend: no endpoint configured".to_owned(),

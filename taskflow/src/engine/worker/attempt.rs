@@ -76,6 +76,13 @@ impl Driver {
             .then(|| Duration::from_secs(u64::from(step.max_execution_seconds)));
         let result = tokio::select! {
             biased;
+            // First, even before the step's own result (which would start its next side effect or commit): a void
+            // claim gets no grace and no more poll, since another worker may start the step as soon as etcd expires
+            // the lease. (`cancel` is a child of `void`.)
+            () = self.void.cancelled() => {
+                ctx.cancel();
+                return Err(Interrupt::Lost);
+            }
             result = &mut future => result,
             () = sleep_opt(step_timeout) => {
                 ctx.cancel();
@@ -84,12 +91,6 @@ impl Driver {
             () = sleep_opt(deadline) => {
                 ctx.cancel();
                 return Err(Interrupt::TaskTimeout);
-            }
-            // Before the user cancel (`cancel` is a child of `void`): a void claim gets no grace, since another worker
-            // may start the step as soon as etcd expires the lease.
-            () = self.void.cancelled() => {
-                ctx.cancel();
-                return Err(Interrupt::Lost);
             }
             () = self.cancel.cancelled() => {
                 // Cancelled by a user: a grace period to stop cleanly, then drop (at once if the session is lost

@@ -216,12 +216,9 @@ impl Driver {
                 machine::time_out(task.edit(), now);
                 self.commit_and_continue(task, true, now).await
             }
-            Err(Interrupt::Lost) => {
-                // The claim went with the lease: nothing to release.
-                self.holding = false;
-                None
-            }
-            Err(Interrupt::Cancelled | Interrupt::Shutdown) => None,
+            // A claim that went with its lease is not there to release (the release, guarded by the claim's fence,
+            // does nothing); one taken on the new lease just before a late `Lost` voided it must be given back.
+            Err(Interrupt::Lost | Interrupt::Cancelled | Interrupt::Shutdown) => None,
         }
     }
 
@@ -260,11 +257,9 @@ impl Driver {
                 Err(panic) => Err(format!("panic: {}", panic_message(&panic))),
             },
             () = self.shared.abort.cancelled() => return None,
-            // The claim went with the lease: another worker runs the callback.
-            () = self.void.cancelled() => {
-                self.holding = false;
-                return None;
-            }
+            // The claim is void: another worker runs the callback (the release at the end does nothing to a claim
+            // that went with its lease, and gives back one a late `Lost` voided).
+            () = self.void.cancelled() => return None,
         };
         if let Err(error) = &result {
             tracing::warn!(callback = %task.callback_name, error, "callback failed");

@@ -40,6 +40,11 @@ impl Driver {
         let mut tick = Instant::now();
         let reconnect_delay = self.shared.inner.config.reconnect_delay;
         loop {
+            // Whatever closed the watch (a break, a cancellation, a re-list after a compaction or a new lease whose
+            // reopening failed), it is reopened at the next tick.
+            if self.watch.is_none() && !self.feed_closed {
+                tick = tick.min(Instant::now() + reconnect_delay);
+            }
             let wake = tokio::select! {
                 biased;
                 () = self.shared.closed.cancelled() => Wake::Closed,

@@ -194,6 +194,13 @@ impl Keeper {
                     self.lease = lease;
                     self.confirmed = sent;
                     self.shared.lease.store(lease, Ordering::Release);
+                    // Closed meanwhile: `close` found no lease to revoke, so this one is revoked here.
+                    if self.shared.closed.is_cancelled()
+                        && self.shared.lease.swap(0, Ordering::AcqRel) == lease
+                    {
+                        let _ = self.shared.inner.lease_revoke(lease).await;
+                        return;
+                    }
                     break;
                 }
                 Err(fail) => {
