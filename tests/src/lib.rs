@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use taskflow::Backend;
 
+pub mod event_log;
 pub mod hooks;
 
 /// A private etcd server and backends on it (feature `etcd`).

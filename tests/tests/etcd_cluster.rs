@@ -4,7 +4,7 @@
 #![cfg(feature = "etcd")]
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -18,24 +18,7 @@ use taskflow_tests::etcd::{EtcdServer, unique_prefix};
 const ROLE: &str = "TASKFLOW_TEST_WORKER";
 const WAIT: Duration = Duration::from_secs(120);
 
-/// Appends one line to the side-effect log shared by every process.
-fn record(log: &Path, line: &str) {
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .expect("open the side-effect log");
-    file.write_all(format!("{line}\n").as_bytes())
-        .expect("write the side-effect log");
-}
-
-fn read_log(log: &Path) -> Vec<Vec<String>> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| l.split(' ').map(str::to_owned).collect())
-        .collect()
-}
+use taskflow_tests::event_log::{append as record, read as read_log};
 
 /// The steps every process registers. Side effects: `work {task} {step} {node} {pid}`, `start|end|cancelled ...`.
 fn engine(backend: EtcdBackend, log: PathBuf, node: String) -> Engine {

@@ -5,7 +5,7 @@
 //! `--features etcd`.
 #![cfg(feature = "etcd")]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -14,6 +14,7 @@ use taskflow::{
     Engine, Step, StepError, StepOptions, Task, TaskInfo, TaskOptions, TaskStatus, step_fn,
 };
 use taskflow_tests::etcd::{EtcdCluster, EtcdServer, Proxy, unique_prefix};
+use taskflow_tests::event_log::{self, read as read_log};
 
 const ROLE: &str = "TASKFLOW_TEST_LEASE_WORKER";
 const WAIT: Duration = Duration::from_secs(120);
@@ -25,22 +26,7 @@ fn record(log: &Path, event: &str, what: &str) {
     let micros = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros());
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .expect("open the event log");
-    file.write_all(format!("{event} {what} {micros}\n").as_bytes())
-        .expect("write the event log");
-}
-
-/// The events of the log, in order, split into words.
-fn read_log(log: &Path) -> Vec<Vec<String>> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| l.split(' ').map(str::to_owned).collect())
-        .collect()
+    event_log::append(log, &format!("{event} {what} {micros}"));
 }
 
 /// Records `drop` when the step's future is dropped before it ended.
