@@ -97,16 +97,10 @@ pub(crate) async fn hops(server: &EtcdServer, tasks: usize) -> Vec<Duration> {
         .await
         .expect("worker");
     for _ in 0..tasks {
-        let info = TaskInfo {
-            task_name: "hops".into(),
-            task_type: "bench".into(),
-            ..Default::default()
-        };
-        let mut task = Task::new(info, TaskOptions::default());
-        for i in 0..20 {
-            task.add_step(Step::new(format!("s{i:02}"), "hop", StepOptions::default()));
-        }
-        let id = engine.dispatch(task).await.expect("dispatch");
+        let id = engine
+            .dispatch(chain("hops", "hop", 20))
+            .await
+            .expect("dispatch");
         assert_eq!(
             engine.wait(&id).await.expect("wait").status,
             TaskStatus::Success
@@ -142,15 +136,7 @@ pub(crate) async fn waits(server: &EtcdServer, tasks: usize) -> Vec<Duration> {
         .expect("worker");
     let mut waits = Vec::with_capacity(tasks + 1);
     for _ in 0..=tasks {
-        let info = TaskInfo {
-            task_name: "waits".into(),
-            task_type: "bench".into(),
-            ..Default::default()
-        };
-        let mut task = Task::new(info, TaskOptions::default());
-        for i in 0..3 {
-            task.add_step(Step::new(format!("s{i}"), "noop", StepOptions::default()));
-        }
+        let task = chain("waits", "noop", 3);
         let began = Instant::now();
         let id = engine.dispatch(task).await.expect("dispatch");
         let done = engine.wait(&id).await.expect("wait");
@@ -170,4 +156,22 @@ pub(crate) fn quantile_ms(sorted: &[Duration], q: f64) -> f64 {
     }
     let index = ((sorted.len() - 1) as f64 * q).round() as usize;
     sorted[index].as_secs_f64() * 1000.0
+}
+
+/// A task named `name` of `steps` steps (`s00`, `s01`, ...) that all run `executor`.
+fn chain(name: &str, executor: &str, steps: usize) -> Task {
+    let info = TaskInfo {
+        task_name: name.into(),
+        task_type: "bench".into(),
+        ..Default::default()
+    };
+    let mut task = Task::new(info, TaskOptions::default());
+    for i in 0..steps {
+        task.add_step(Step::new(
+            format!("s{i:02}"),
+            executor,
+            StepOptions::default(),
+        ));
+    }
+    task
 }
